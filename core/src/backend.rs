@@ -1,0 +1,177 @@
+//! The [`Backend`] trait every I/O engine implements, the [`ServerConfig`] it
+//! serves with, and the [`Server`] handle it returns.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{DEFAULT_MAX_LINE, DEFAULT_READ_SIZE, Mode};
+use crate::stats::{Stats, StatsSnapshot};
+
+/// An I/O engine that serves the echo protocol.
+///
+/// The trait is synchronous at the edge so that every backend, async or not,
+/// fits behind it: `spawn` starts the backend's own threads (and runtime, if
+/// it has one) and returns at once.
+pub trait Backend: Send + Sync {
+    /// The stable name used on the command line: `select`, `mio`, ...
+    fn name(&self) -> &'static str;
+
+    /// Serves an already-bound listener on background threads.
+    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server>;
+}
+
+/// What every backend serves with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// How replies are formed.
+    pub mode: Mode,
+    /// Largest piece answered at once in `got` mode (the seed's `recv(1000)`).
+    pub read_size: usize,
+    /// Longest line answered whole in `line` mode.
+    pub max_line: usize,
+    /// Threads (event loops, runtime workers) the backend may use.
+    pub threads: usize,
+    /// Connections served at once; past it new ones are closed and counted.
+    pub max_connections: usize,
+    /// Close connections that sent nothing for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Stop reading a connection whose buffered output exceeds this.
+    pub high_watermark: usize,
+    /// Resume reading once buffered output falls to this.
+    pub low_watermark: usize,
+}
+
+/// Descriptors kept back from the connection limit for the listener, the
+/// backend's own pollers and pipes, logs and the like.
+pub const DESCRIPTOR_RESERVE: u64 = 64;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            mode: Mode::Got,
+            read_size: DEFAULT_READ_SIZE,
+            max_line: DEFAULT_MAX_LINE,
+            threads: 1,
+            max_connections: default_max_connections(),
+            idle_timeout: None,
+            high_watermark: 64 * 1024,
+            low_watermark: 32 * 1024,
+        }
+    }
+}
+
+/// The connection limit that fits the process's descriptor limit: each
+/// connection costs one descriptor, less a reserve for everything else.
+pub fn default_max_connections() -> usize {
+    let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+    soft.saturating_sub(DESCRIPTOR_RESERVE).max(1) as usize
+}
+
+/// Raises the soft descriptor limit to the hard one, as servers do at start,
+/// and returns the new soft limit.
+pub fn raise_descriptor_limit() -> io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+/// The shared "stop now" flag of one server, with its drain deadline.
+///
+/// Set once by [`Server::shutdown`]; backends check it after every wake-up.
+#[derive(Debug, Default)]
+pub struct ShutdownSignal {
+    deadline: OnceLock<Instant>,
+}
+
+impl ShutdownSignal {
+    /// Asks the server to stop accepting and to drain until `now + drain`.
+    /// Later calls keep the first deadline.
+    pub fn trigger(&self, drain: Duration) {
+        let _ = self.deadline.set(Instant::now() + drain);
+    }
+
+    /// The drain deadline, once shutdown has begun.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline.get().copied()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_triggered(&self) -> bool {
+        self.deadline.get().is_some()
+    }
+
+    /// Whether the drain deadline has passed: close everything now.
+    pub fn is_expired(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// Wakes a backend's threads so they notice a triggered [`ShutdownSignal`].
+pub type Waker = Box<dyn Fn() + Send + Sync>;
+
+/// A running server. Dropping it shuts it down with no drain time.
+pub struct Server {
+    local_addr: SocketAddr,
+    stats: Arc<Stats>,
+    signal: Arc<ShutdownSignal>,
+    wake: Waker,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Wraps a backend's threads. `wake` must make every thread look at
+    /// `signal` soon, whatever it is blocked on.
+    pub fn new(
+        local_addr: SocketAddr,
+        stats: Arc<Stats>,
+        signal: Arc<ShutdownSignal>,
+        wake: Waker,
+        threads: Vec<JoinHandle<()>>,
+    ) -> Self {
+        Server { local_addr, stats, signal, wake, threads }
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Stops accepting at once, lets connections flush what they have already
+    /// read until `drain` has passed, closes the rest, and returns once every
+    /// thread of the backend has exited.
+    pub fn shutdown(mut self, drain: Duration) {
+        self.stop(drain);
+    }
+
+    fn stop(&mut self, drain: Duration) {
+        self.signal.trigger(drain);
+        (self.wake)();
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a server thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop(Duration::ZERO);
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("stats", &self.stats.snapshot())
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}

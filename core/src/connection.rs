@@ -1,0 +1,265 @@
+//! One client connection's state, without its socket: the protocol session,
+//! the output watermarks, the counters and the open/close log lines. Every
+//! backend drives this same type; none re-implements any of it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::backend::ServerConfig;
+use crate::protocol::{Mode, Session};
+use crate::stats::Stats;
+
+/// The largest read a backend does at once outside `got` mode. In `got` mode
+/// reads are `read_size` bytes, as in the seed, so each read is one reply.
+pub const READ_BUFFER: usize = 64 * 1024;
+
+/// Why a connection ended, for its close log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side and every reply was delivered.
+    PeerClosed,
+    /// An I/O error: a reset, a broken pipe.
+    Error(io::ErrorKind),
+    /// No bytes for longer than the idle timeout.
+    Idle,
+    /// The server shut down.
+    Shutdown,
+}
+
+/// The socket-free state of one connection.
+///
+/// A backend loops: while [`Connection::wants_read`], read at most
+/// [`Connection::read_limit`] bytes and hand them to [`Connection::received`]
+/// (zero bytes meaning end of input); while [`Connection::pending`] is not
+/// empty, write it and report with [`Connection::wrote`]; drop the socket
+/// once [`Connection::is_finished`]. Dropping the `Connection` counts the
+/// close and logs it.
+#[derive(Debug)]
+pub struct Connection {
+    session: Session,
+    peer: SocketAddr,
+    stats: Arc<Stats>,
+    read_limit: usize,
+    high_watermark: usize,
+    low_watermark: usize,
+    /// Reading stopped because pending output crossed the high watermark; it
+    /// resumes only below the low one, so a slow reader does not make the
+    /// connection flip between the two on every write.
+    paused: bool,
+    /// No more input will be read: the peer closed, failed, or we are draining.
+    read_closed: bool,
+    bytes_in: u64,
+    bytes_out: u64,
+    reason: Option<CloseReason>,
+}
+
+impl Connection {
+    /// Admits a connection from `peer`, or returns `None` (counted as refused)
+    /// when the server already has `config.max_connections` open. The caller
+    /// closes the socket of a refused connection at once.
+    pub fn admit(peer: SocketAddr, config: &ServerConfig, stats: &Arc<Stats>) -> Option<Self> {
+        if stats.active() >= config.max_connections as u64 {
+            stats.record_refused();
+            tracing::debug!(%peer, limit = config.max_connections, "refused: connection limit");
+            return None;
+        }
+        stats.record_open();
+        tracing::debug!(%peer, "connection opened");
+        let read_limit = match config.mode {
+            Mode::Got => config.read_size.max(1),
+            Mode::Line | Mode::Raw => READ_BUFFER,
+        };
+        Some(Connection {
+            session: Session::new(config.mode, config.read_size, config.max_line),
+            peer,
+            stats: Arc::clone(stats),
+            read_limit,
+            high_watermark: config.high_watermark,
+            low_watermark: config.low_watermark.min(config.high_watermark),
+            paused: false,
+            read_closed: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            reason: None,
+        })
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The most bytes to read at once.
+    pub fn read_limit(&self) -> usize {
+        self.read_limit
+    }
+
+    /// Whether the backend should read now: input is still open and pending
+    /// output is under the watermarks.
+    pub fn wants_read(&self) -> bool {
+        !self.read_closed && !self.paused
+    }
+
+    /// Reply bytes waiting to be written.
+    pub fn pending(&self) -> &[u8] {
+        self.session.pending()
+    }
+
+    /// Whether there are reply bytes waiting to be written.
+    pub fn wants_write(&self) -> bool {
+        !self.session.pending().is_empty()
+    }
+
+    /// The peer closed its side (or we stopped reading) and every reply was
+    /// written: the socket can be closed.
+    pub fn is_finished(&self) -> bool {
+        self.read_closed && !self.wants_write()
+    }
+
+    /// Hands over bytes read; an empty slice means the peer closed its side.
+    pub fn received(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            self.session.finish();
+            self.read_closed = true;
+            self.reason.get_or_insert(CloseReason::PeerClosed);
+            return;
+        }
+        self.bytes_in += data.len() as u64;
+        self.stats.record_in(data.len());
+        self.session.receive(data);
+        if self.session.buffered() > self.high_watermark {
+            self.paused = true;
+        }
+    }
+
+    /// Records that the first `n` bytes of [`Connection::pending`] were written.
+    pub fn wrote(&mut self, n: usize) {
+        self.session.advance(n);
+        self.bytes_out += n as u64;
+        self.stats.record_out(n);
+        if self.paused && self.session.buffered() <= self.low_watermark {
+            self.paused = false;
+        }
+    }
+
+    /// The connection failed: nothing more is read or written.
+    pub fn failed(&mut self, err: &io::Error) {
+        self.read_closed = true;
+        self.reason = Some(CloseReason::Error(err.kind()));
+        // Nothing pending can be delivered any more; dropping it makes
+        // `is_finished` true so the backend closes the socket.
+        let n = self.session.pending().len();
+        self.session.advance(n);
+    }
+
+    /// The server is shutting down: read nothing more, but let what was
+    /// already read be answered and written until the drain deadline.
+    pub fn drain(&mut self) {
+        if !self.read_closed {
+            self.read_closed = true;
+            self.reason = Some(CloseReason::Shutdown);
+        }
+    }
+
+    /// Closes the connection for `reason` even if replies are pending.
+    pub fn abort(&mut self, reason: CloseReason) {
+        self.read_closed = true;
+        self.reason = Some(reason);
+        let n = self.session.pending().len();
+        self.session.advance(n);
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let reason = self.reason.unwrap_or(CloseReason::Shutdown);
+        self.stats.record_close(matches!(reason, CloseReason::Error(_)));
+        tracing::debug!(
+            peer = %self.peer,
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            ?reason,
+            "connection closed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(mode: Mode) -> ServerConfig {
+        ServerConfig { mode, max_connections: 2, ..ServerConfig::default() }
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:4000".parse().unwrap()
+    }
+
+    #[test]
+    fn counts_open_close_and_bytes() {
+        let stats = Arc::new(Stats::default());
+        {
+            let mut conn = Connection::admit(peer(), &config(Mode::Got), &stats).unwrap();
+            conn.received(b"Hello");
+            assert_eq!(conn.pending(), b"GOT:Hello");
+            conn.wrote(4);
+            assert_eq!(stats.snapshot().active, 1);
+            conn.wrote(5);
+            conn.received(b"");
+            assert!(conn.is_finished());
+        }
+        let s = stats.snapshot();
+        assert_eq!((s.accepted, s.active, s.closed, s.bytes_in, s.bytes_out, s.errors), (1, 0, 1, 5, 9, 0));
+    }
+
+    #[test]
+    fn limit_refuses_and_counts() {
+        let stats = Arc::new(Stats::default());
+        let a = Connection::admit(peer(), &config(Mode::Raw), &stats);
+        let b = Connection::admit(peer(), &config(Mode::Raw), &stats);
+        assert!(a.is_some() && b.is_some());
+        assert!(Connection::admit(peer(), &config(Mode::Raw), &stats).is_none());
+        assert_eq!(stats.snapshot().refused, 1);
+        drop(a);
+        assert!(Connection::admit(peer(), &config(Mode::Raw), &stats).is_some());
+    }
+
+    #[test]
+    fn watermarks_pause_and_resume_reading() {
+        let stats = Arc::new(Stats::default());
+        let mut conn = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
+        let chunk = vec![1u8; 16 * 1024];
+        while conn.wants_read() {
+            conn.received(&chunk);
+        }
+        assert!(conn.pending().len() > 64 * 1024 && conn.pending().len() <= 80 * 1024);
+        conn.wrote(40 * 1024);
+        assert!(!conn.wants_read(), "resumes only under the low watermark");
+        conn.wrote(conn.pending().len() - 32 * 1024);
+        assert!(conn.wants_read());
+    }
+
+    #[test]
+    fn failure_counts_an_error_and_finishes() {
+        let stats = Arc::new(Stats::default());
+        let mut conn = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
+        conn.received(b"abc");
+        conn.failed(&io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(conn.is_finished());
+        drop(conn);
+        assert_eq!(stats.snapshot().errors, 1);
+    }
+
+    #[test]
+    fn drain_keeps_pending_replies() {
+        let stats = Arc::new(Stats::default());
+        let mut conn = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
+        conn.received(b"abc");
+        conn.drain();
+        assert!(!conn.wants_read() && !conn.is_finished());
+        conn.wrote(3);
+        assert!(conn.is_finished());
+    }
+}

@@ -1,0 +1,32 @@
+//! The parts every echo-bench backend shares: the echo protocol as a sans-IO
+//! session, the per-connection state machine, the [`Backend`] trait and its
+//! [`Server`] handle, binding, and the conformance suite that proves a
+//! server speaks the protocol.
+//!
+//! This crate does no I/O of its own, apart from binding a listener and the
+//! blocking clients of the conformance suite; it has no runtime.
+//!
+//! ```
+//! use echo_core::protocol::{Mode, Session};
+//!
+//! // The seed's transcript: `Hello` in, `GOT:Hello` out.
+//! let mut session = Session::new(Mode::Got, 1000, 64 * 1024);
+//! session.receive(b"Hello");
+//! assert_eq!(session.pending(), b"GOT:Hello");
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod accept;
+pub mod backend;
+pub mod conformance;
+pub mod connection;
+pub mod listener;
+pub mod protocol;
+pub mod stats;
+
+pub use accept::AcceptBackoff;
+pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Waker};
+pub use connection::{CloseReason, Connection};
+pub use listener::bind;
+pub use protocol::{Mode, Session};
+pub use stats::{Stats, StatsSnapshot};

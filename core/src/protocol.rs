@@ -1,0 +1,331 @@
+//! The echo protocol as a sans-IO [`Session`]: bytes read go in, reply bytes
+//! come out. It does no I/O and knows no runtime, so every backend drives the
+//! same code and the protocol is tested without a socket.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The prefix the seed puts before every reply: `b'GOT:' + data`.
+pub const PREFIX: &[u8] = b"GOT:";
+
+/// The seed's `recv(1000)`: the largest piece answered at once in `got` mode.
+pub const DEFAULT_READ_SIZE: usize = 1000;
+
+/// The longest line answered whole in `line` mode; longer ones come back in
+/// pieces of this size, each prefixed, so a line never costs more memory.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// How a server answers what it reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The seed's protocol: `GOT:` + the bytes of each read of at most
+    /// `read_size` bytes. What a client sees depends on how TCP split the
+    /// stream; stripping the prefixes always gives the input back.
+    #[default]
+    Got,
+    /// `GOT:` + each `\n`-terminated line, whatever the chunking.
+    Line,
+    /// RFC 862 echo: the input, byte for byte.
+    Raw,
+}
+
+impl Mode {
+    /// Every mode, in the order the CLI lists them.
+    pub const ALL: [Mode; 3] = [Mode::Got, Mode::Line, Mode::Raw];
+
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Got => "got",
+            Mode::Line => "line",
+            Mode::Raw => "raw",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a mode name that is not `got`, `line` or `raw`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown mode {0:?}: expected got, line or raw")]
+pub struct UnknownMode(String);
+
+impl FromStr for Mode {
+    type Err = UnknownMode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownMode(s.to_owned()))
+    }
+}
+
+/// The protocol state of one connection.
+///
+/// Feed it with [`Session::receive`] as bytes arrive and with
+/// [`Session::finish`] at end of input; write out [`Session::pending`] and
+/// report what was written with [`Session::advance`].
+///
+/// ```
+/// use echo_core::protocol::{Mode, Session};
+///
+/// let mut session = Session::new(Mode::Line, 1000, 64 * 1024);
+/// session.receive(b"Hel");
+/// assert!(session.pending().is_empty()); // no full line yet
+/// session.receive(b"lo\nWor");
+/// assert_eq!(session.pending(), b"GOT:Hello\n");
+/// session.advance(10);
+/// session.finish(); // end of input answers the unterminated tail
+/// assert_eq!(session.pending(), b"GOT:Wor");
+/// ```
+#[derive(Debug)]
+pub struct Session {
+    mode: Mode,
+    /// Largest piece answered at once in `got` mode.
+    read_size: usize,
+    /// Longest line answered whole in `line` mode.
+    max_line: usize,
+    /// The start of a line whose `\n` has not arrived yet (`line` mode only);
+    /// never longer than `max_line`.
+    line: Vec<u8>,
+    /// Reply bytes; those before `sent` were already handed to the socket.
+    out: Vec<u8>,
+    /// How much of `out` has been written. Kept as an offset so a partial
+    /// write costs no copy; `out` is compacted once most of it is sent.
+    sent: usize,
+}
+
+impl Session {
+    /// A session for `mode`. `read_size` and `max_line` are clamped to at
+    /// least 1 byte so the session always makes progress.
+    pub fn new(mode: Mode, read_size: usize, max_line: usize) -> Self {
+        Session {
+            mode,
+            read_size: read_size.max(1),
+            max_line: max_line.max(1),
+            line: Vec::new(),
+            out: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// The mode this session answers in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Takes bytes read from the peer and queues their reply.
+    pub fn receive(&mut self, input: &[u8]) {
+        match self.mode {
+            Mode::Raw => self.out.extend_from_slice(input),
+            // A read larger than `read_size` is answered as several reads
+            // would have been, so a backend may read with a larger buffer.
+            Mode::Got => {
+                for piece in input.chunks(self.read_size) {
+                    self.out.extend_from_slice(PREFIX);
+                    self.out.extend_from_slice(piece);
+                }
+            }
+            Mode::Line => self.receive_lines(input),
+        }
+    }
+
+    fn receive_lines(&mut self, mut rest: &[u8]) {
+        while !rest.is_empty() {
+            let room = self.max_line - self.line.len();
+            let window = &rest[..rest.len().min(room)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    self.emit_line(&window[..=end]);
+                    rest = &rest[end + 1..];
+                }
+                None => {
+                    rest = &rest[window.len()..];
+                    if window.len() == room {
+                        // The line reached `max_line` without a newline:
+                        // answer this piece now instead of buffering more.
+                        self.emit_line(window);
+                    } else {
+                        self.line.extend_from_slice(window);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers the buffered start of a line followed by `tail`.
+    fn emit_line(&mut self, tail: &[u8]) {
+        self.out.extend_from_slice(PREFIX);
+        self.out.extend_from_slice(&self.line);
+        self.out.extend_from_slice(tail);
+        self.line.clear();
+    }
+
+    /// The peer sent its last byte: answer an unterminated line, if any.
+    pub fn finish(&mut self) {
+        if self.mode == Mode::Line && !self.line.is_empty() {
+            self.emit_line(&[]);
+        }
+    }
+
+    /// Reply bytes not yet written.
+    pub fn pending(&self) -> &[u8] {
+        &self.out[self.sent..]
+    }
+
+    /// Records that the first `n` bytes of [`Session::pending`] were written.
+    ///
+    /// # Panics
+    /// If `n` is more than is pending: a backend bug, not a peer's doing.
+    pub fn advance(&mut self, n: usize) {
+        assert!(n <= self.pending().len(), "advanced past the pending reply");
+        self.sent += n;
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        } else if self.sent >= 64 * 1024 && self.sent * 2 >= self.out.len() {
+            // Most of the buffer is already sent: move the rest to the front
+            // so a peer that reads slowly does not make the buffer grow.
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+    }
+
+    /// Bytes buffered for this connection: pending replies and a partial line.
+    pub fn buffered(&self) -> usize {
+        self.pending().len() + self.line.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `input` split at `cuts`, then end of input; returns the reply.
+    fn reply(mode: Mode, read_size: usize, max_line: usize, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut session = Session::new(mode, read_size, max_line);
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.push(input.len());
+        for cut in cuts {
+            session.receive(&input[start..cut]);
+            start = cut;
+            // Write out an odd amount each time, as a partial write would.
+            let n = session.pending().len().div_ceil(2);
+            out.extend_from_slice(&session.pending()[..n]);
+            session.advance(n);
+        }
+        session.finish();
+        out.extend_from_slice(session.pending());
+        let n = session.pending().len();
+        session.advance(n);
+        assert_eq!(session.buffered(), 0);
+        out
+    }
+
+    /// Splits a `got` reply into its pieces, knowing the input has no `G`.
+    fn got_pieces(reply: &[u8]) -> Vec<&[u8]> {
+        assert!(reply.is_empty() || reply.starts_with(PREFIX), "reply must start with GOT:");
+        reply.split(|&b| b == b'G').skip(1).map(|p| &p[3..]).collect()
+    }
+
+    #[test]
+    fn seed_transcript() {
+        assert_eq!(reply(Mode::Got, 1000, 64, b"Hello\n", &[]), b"GOT:Hello\n");
+        assert_eq!(reply(Mode::Line, 1000, 64, b"Hello\n", &[2]), b"GOT:Hello\n");
+        assert_eq!(reply(Mode::Raw, 1000, 64, b"Hello\n", &[2]), b"Hello\n");
+    }
+
+    #[test]
+    fn got_answers_each_read() {
+        assert_eq!(reply(Mode::Got, 1000, 64, b"abcdef", &[2]), b"GOT:abGOT:cdef");
+        assert_eq!(reply(Mode::Got, 2, 64, b"abcde", &[]), b"GOT:abGOT:cdGOT:e");
+    }
+
+    #[test]
+    fn line_pieces_and_tail() {
+        assert_eq!(reply(Mode::Line, 1000, 4, b"abcdefg\nhi", &[]), b"GOT:abcdGOT:efg\nGOT:hi");
+        assert_eq!(reply(Mode::Line, 1000, 4, b"abcd\n", &[]), b"GOT:abcdGOT:\n");
+        assert_eq!(reply(Mode::Line, 1000, 64, b"\n\n", &[1]), b"GOT:\nGOT:\n");
+    }
+
+    #[test]
+    fn empty_input_gets_no_reply() {
+        for mode in Mode::ALL {
+            assert!(reply(mode, 1000, 64, b"", &[]).is_empty(), "{mode}");
+        }
+    }
+
+    #[test]
+    fn mode_names_round_trip() {
+        for mode in Mode::ALL {
+            assert_eq!(mode.as_str().parse::<Mode>().unwrap(), mode);
+        }
+        assert!("echo".parse::<Mode>().unwrap_err().to_string().contains("got, line or raw"));
+    }
+
+    #[test]
+    fn slow_writer_keeps_buffer_bounded() {
+        let mut session = Session::new(Mode::Raw, 1000, 64);
+        let chunk = vec![7u8; 16 * 1024];
+        for _ in 0..64 {
+            session.receive(&chunk);
+            let n = chunk.len(); // written as fast as it arrives, lagging one chunk
+            session.advance(n.min(session.pending().len()));
+        }
+        assert!(session.out.capacity() < 256 * 1024);
+    }
+
+    proptest! {
+        #[test]
+        fn line_and_raw_ignore_chunking(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..600),
+            cuts_a in proptest::collection::vec(any::<usize>(), 0..8),
+            cuts_b in proptest::collection::vec(any::<usize>(), 0..8),
+            max_line in 1usize..40,
+        ) {
+            for mode in [Mode::Line, Mode::Raw] {
+                let a = reply(mode, 1000, max_line, &input, &cuts_a);
+                let b = reply(mode, 1000, max_line, &input, &cuts_b);
+                prop_assert_eq!(&a, &b);
+            }
+            prop_assert_eq!(reply(Mode::Raw, 1000, max_line, &input, &cuts_a), input);
+        }
+
+        #[test]
+        fn line_pieces_rebuild_input(
+            input in proptest::collection::vec(prop_oneof![Just(b'\n'), b'a'..=b'z'], 0..600),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            max_line in 1usize..40,
+        ) {
+            let out = reply(Mode::Line, 1000, max_line, &input, &cuts);
+            let pieces = got_pieces(&out);
+            prop_assert_eq!(pieces.concat(), input);
+            for piece in &pieces[..pieces.len().saturating_sub(1)] {
+                prop_assert!(piece.ends_with(b"\n") || piece.len() == max_line);
+            }
+        }
+
+        #[test]
+        fn got_strips_back_to_input(
+            input in proptest::collection::vec(any::<u8>().prop_filter("no G", |&b| b != b'G'), 0..3000),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            read_size in 1usize..1200,
+        ) {
+            let out = reply(Mode::Got, read_size, 64, &input, &cuts);
+            let pieces = got_pieces(&out);
+            prop_assert_eq!(pieces.concat(), input);
+            for piece in pieces {
+                prop_assert!((1..=read_size).contains(&piece.len()));
+            }
+        }
+    }
+}
