@@ -32,10 +32,7 @@ impl Default for AcceptBackoff {
 /// Whether an `accept` error means "out of resources": the process or system
 /// descriptor table is full, or the kernel lacks memory.
 pub fn is_resource_exhaustion(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 impl AcceptBackoff {

@@ -128,7 +128,11 @@ impl Connection {
         self.bytes_in += data.len() as u64;
         self.stats.record_in(data.len());
         self.session.receive(data);
-        if self.session.buffered() > self.high_watermark {
+        // Only reply bytes count: they are what a client that does not read
+        // makes pile up. A partial line is capped at `max_line` by the
+        // session itself, and must not pause reading, or a long line could
+        // never be completed once the replies before it are written.
+        if self.session.pending().len() > self.high_watermark {
             self.paused = true;
         }
     }
@@ -138,7 +142,7 @@ impl Connection {
         self.session.advance(n);
         self.bytes_out += n as u64;
         self.stats.record_out(n);
-        if self.paused && self.session.buffered() <= self.low_watermark {
+        if self.paused && self.session.pending().len() <= self.low_watermark {
             self.paused = false;
         }
     }
@@ -239,6 +243,22 @@ mod tests {
         assert!(!conn.wants_read(), "resumes only under the low watermark");
         conn.wrote(conn.pending().len() - 32 * 1024);
         assert!(conn.wants_read());
+    }
+
+    #[test]
+    fn a_partial_line_never_pauses_reading() {
+        let stats = Arc::new(Stats::default());
+        let mut conn = Connection::admit(peer(), &config(Mode::Line), &stats).unwrap();
+        // 60 KiB of replies, then 60 KiB of a line with no newline yet.
+        for _ in 0..60 {
+            conn.received(&[b'a'; 1023]);
+            conn.received(b"\n");
+        }
+        conn.received(&[b'b'; 60 * 1024]);
+        assert!(conn.wants_read());
+        let n = conn.pending().len();
+        conn.wrote(n);
+        assert!(conn.wants_read(), "nothing pending: reading must go on to finish the line");
     }
 
     #[test]

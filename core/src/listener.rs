@@ -49,7 +49,8 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         io::ErrorKind::AddrNotAvailable => BindError::NotAvailable(addr),
         _ => BindError::Other { addr, source },
     };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(classify)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(classify)?;
     socket.set_reuse_address(true).map_err(classify)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(classify)?;
