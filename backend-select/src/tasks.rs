@@ -1,0 +1,257 @@
+//! The seed's two tasks: `tcp_server`, which accepts connections, and
+//! `echo_handler`, one per connection. The protocol, watermarks, counters and
+//! log lines are `echo_core::Connection`'s; these tasks only move bytes.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use echo_core::{AcceptBackoff, CloseReason, Connection, ServerConfig, ShutdownSignal, Stats};
+
+use crate::Poller;
+use crate::scheduler::{Handle, Scheduler};
+use crate::sys::{self, WakePipe};
+
+/// How many reads or writes a handler does (or connections the listener
+/// accepts) before it yields. Without a limit a client that never pauses
+/// would keep its task running, and every parked task waiting, for ever.
+const TURN_BUDGET: u32 = 16;
+
+/// How often, at most, refusals of descriptors select(2) cannot watch are
+/// logged; a burst of them would otherwise flood the log.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// What every task of one server needs besides its socket.
+struct ServerState {
+    /// To yield and to spawn.
+    handle: Handle,
+    /// Mode, limits, idle timeout.
+    config: ServerConfig,
+    /// Shared with the `echo_core::Server` handle.
+    stats: Arc<Stats>,
+    /// Set by `echo_core::Server::shutdown`.
+    signal: Arc<ShutdownSignal>,
+    /// Decides whether a descriptor number is too large to serve.
+    poller: Poller,
+}
+
+/// The body of the scheduler thread: the seed's
+/// `tasks.append(tcp_server(...)); run()`.
+pub(crate) fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    signal: Arc<ShutdownSignal>,
+    wake: Arc<WakePipe>,
+    poller: Poller,
+) {
+    let mut scheduler = Scheduler::new(poller, wake);
+    let handle = scheduler.handle();
+    let server =
+        Rc::new(ServerState { handle: handle.clone(), config, stats, signal: Arc::clone(&signal), poller });
+    handle.spawn(tcp_server(server, listener));
+    if let Err(err) = scheduler.run(&signal) {
+        // Only a bug (a bad descriptor) or a kernel out of memory gets here;
+        // returning drops every task, which closes every socket.
+        tracing::error!(error = %err, "select scheduler failed; closing every connection");
+    }
+}
+
+/// Accepts connections and spawns an `echo_handler` for each, until
+/// shutdown. Returning drops the listener, so new connects are refused at
+/// once.
+async fn tcp_server(server: Rc<ServerState>, listener: TcpListener) {
+    let fd = listener.as_raw_fd();
+    let mut backoff = AcceptBackoff::default();
+    let mut refusals = RefusalLog::default();
+    let mut budget = TURN_BUDGET;
+    while !server.signal.is_triggered() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                backoff.succeeded();
+                server.start(stream, peer, &mut refusals);
+                budget -= 1;
+                if budget == 0 {
+                    budget = TURN_BUDGET;
+                    server.handle.yield_now().await;
+                }
+            }
+            // The backlog is empty (or readiness was spurious): the seed's
+            // `yield 'recv', sock`.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => server.handle.readable(fd, None).await,
+            // std's accept already retried EINTR; anything else is either one
+            // connection's problem (go on) or a lack of descriptors or memory
+            // (stop watching the listener for a while, so as not to spin).
+            Err(err) => {
+                if let Some(delay) = backoff.failed(&err, &server.stats) {
+                    server.handle.sleep(fd, Some(Instant::now() + delay)).await;
+                }
+            }
+        }
+    }
+}
+
+impl ServerState {
+    /// Serves a freshly accepted connection, or closes it at once when it
+    /// cannot be served.
+    fn start(self: &Rc<Self>, stream: TcpStream, peer: SocketAddr, refusals: &mut RefusalLog) {
+        let fd = stream.as_raw_fd();
+        if self.poller == Poller::Select && !sys::fits_select(fd) {
+            // Never into an fd_set: that would write past its end. Dropping
+            // the stream closes it; the peer sees the connection close.
+            self.stats.record_refused();
+            refusals.log(peer, fd);
+            return;
+        }
+        let Some(mut conn) = Connection::admit(peer, &self.config, &self.stats) else {
+            return;
+        };
+        if let Err(err) = stream.set_nonblocking(true).and_then(|()| stream.set_nodelay(true)) {
+            conn.failed(&err);
+            return;
+        }
+        self.handle.spawn(echo_handler(Rc::clone(self), stream, conn));
+    }
+}
+
+/// Serves one connection until the peer is done, it fails, it is idle too
+/// long, or shutdown closes it.
+async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Connection) {
+    let fd = stream.as_raw_fd();
+    let idle_timeout = server.config.idle_timeout;
+    let mut idle_deadline = idle_timeout.map(|d| Instant::now() + d);
+    let mut buf = vec![0; conn.read_limit()];
+    let mut budget = TURN_BUDGET;
+    loop {
+        // Checked on every resumption: the scheduler resumes every parked
+        // task once when shutdown begins and once when its deadline passes.
+        if server.signal.is_triggered() {
+            conn.drain();
+            if server.signal.is_expired() {
+                conn.abort(CloseReason::Shutdown);
+            }
+        }
+        if conn.is_finished() {
+            return;
+        }
+        if idle_deadline.is_some_and(|d| Instant::now() >= d) {
+            conn.abort(CloseReason::Idle);
+            return;
+        }
+        if budget == 0 {
+            budget = TURN_BUDGET;
+            server.handle.yield_now().await;
+            continue;
+        }
+        match step(stream.as_fd(), &mut conn, &mut buf) {
+            Ok(Step::Moved { received }) => {
+                budget -= 1;
+                if received {
+                    idle_deadline = idle_timeout.map(|d| Instant::now() + d);
+                }
+            }
+            Ok(Step::Blocked) => {
+                let until = earliest(idle_deadline, server.signal.deadline());
+                let handle = &server.handle;
+                match (conn.wants_read(), conn.wants_write()) {
+                    (true, true) => handle.readable_or_writable(fd, until).await,
+                    (true, false) => handle.readable(fd, until).await,
+                    (false, true) => handle.writable(fd, until).await,
+                    // Paused by the watermark with nothing left to write:
+                    // only a deadline or shutdown can change anything.
+                    (false, false) => handle.sleep(fd, until).await,
+                }
+            }
+            Err(err) => {
+                conn.failed(&err);
+                return;
+            }
+        }
+    }
+}
+
+/// What one [`step`] achieved.
+enum Step {
+    /// Some bytes moved; `received` says whether any came from the peer.
+    Moved { received: bool },
+    /// Everything the connection wants would block.
+    Blocked,
+}
+
+/// Tries once each to write pending reply bytes and to read, as far as the
+/// connection wants them.
+///
+/// Both are tried without first asking for readiness: on a busy connection
+/// they usually succeed, which saves a readiness call each. `WouldBlock` is
+/// then the ordinary answer, not an error: it sends the task to park. It
+/// also covers spurious readiness (a deadline, shutdown, or data another
+/// read already took), so nothing here trusts a wake-up. `Interrupted`
+/// never reaches here: `sys` retries it.
+fn step(sock: BorrowedFd<'_>, conn: &mut Connection, buf: &mut [u8]) -> io::Result<Step> {
+    let mut moved = false;
+    let mut received = false;
+    if conn.wants_write() {
+        match sys::send(sock, conn.pending()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                conn.wrote(n);
+                moved = true;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    if conn.wants_read() {
+        let limit = conn.read_limit().min(buf.len());
+        match sys::recv(sock, &mut buf[..limit]) {
+            // Zero bytes is end of input: `received(&[])` queues the last
+            // reply, and the loop flushes it before closing.
+            Ok(n) => {
+                conn.received(&buf[..n]);
+                moved = true;
+                received = n > 0;
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(if moved { Step::Moved { received } } else { Step::Blocked })
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Logs refusals of descriptors select(2) cannot watch, at most once per
+/// [`REFUSAL_LOG_EVERY`], with a count of those not logged.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    fn log(&mut self, peer: SocketAddr, fd: i32) {
+        let now = Instant::now();
+        if self.last.is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY) {
+            tracing::warn!(
+                %peer,
+                fd,
+                limit = libc::FD_SETSIZE,
+                suppressed = self.suppressed,
+                "refused: descriptor too large for select(2); use the poll poller to serve it"
+            );
+            self.last = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
