@@ -1,1 +1,63 @@
-//! Being written.
+//! The echo server on [tokio]: one task per connection, on a runtime this
+//! crate builds and owns.
+//!
+//! `threads` of 1 (or 0) runs tokio's current-thread runtime on one thread
+//! of its own; `threads == N > 1` runs the multi-thread runtime with N
+//! workers, driven from one more thread that runs the accept loop. Every one
+//! of those threads has exited when
+//! [`Server::shutdown`](echo_core::Server::shutdown) returns. Each connection is
+//! a task that drives an [`echo_core::Connection`], which holds the protocol,
+//! the output watermarks, the counters and the log lines: this crate only
+//! moves bytes between that state and the socket.
+//!
+//! What it does not do: bind (core's [`echo_core::bind`] does, once for every
+//! backend), parse a command line, or install signal handlers; the caller
+//! owns the [`Server`](echo_core::Server) handle and decides when to stop.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::TcpStream;
+//! use std::time::Duration;
+//!
+//! use backend_tokio::TokioBackend;
+//! use echo_core::{Backend, ServerConfig};
+//!
+//! let listener = echo_core::bind("127.0.0.1:0".parse().unwrap())?;
+//! let server = TokioBackend.spawn(listener, &ServerConfig::default())?;
+//!
+//! let mut client = TcpStream::connect(server.local_addr())?;
+//! client.set_read_timeout(Some(Duration::from_secs(10)))?;
+//! client.write_all(b"Hello")?;
+//! let mut reply = [0; 9];
+//! client.read_exact(&mut reply)?;
+//! assert_eq!(&reply, b"GOT:Hello");
+//!
+//! server.shutdown(Duration::from_secs(1));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod accept;
+mod buffer;
+mod connection;
+mod server;
+mod shutdown;
+
+use std::io;
+use std::net::TcpListener;
+
+use echo_core::{Backend, Server, ServerConfig};
+
+/// The tokio backend, named `tokio` on the command line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioBackend;
+
+impl Backend for TokioBackend {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
+
+    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
+        server::spawn(listener, config)
+    }
+}

@@ -1,0 +1,66 @@
+//! Builds the runtime, starts the server thread and hands back the
+//! [`Server`] handle.
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use echo_core::{Server, ServerConfig, ShutdownSignal, Stats};
+use tokio::runtime::{Builder, Runtime};
+
+use crate::accept;
+use crate::shutdown::Shutdown;
+
+/// The name of every thread this backend starts, as `ps -T` shows it.
+const THREAD_NAME: &str = "echo-tokio";
+
+/// The least time given to the runtime's workers to exit after the accept
+/// loop returned. By then every task has ended or been given up on, so the
+/// workers only have to notice; the bound is for a task stuck in a poll.
+const WORKER_EXIT: Duration = Duration::from_millis(500);
+
+/// Serves `listener` on a runtime of `config.threads` threads.
+pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
+    let local_addr = listener.local_addr()?;
+    let runtime = build_runtime(config.threads)?;
+    // tokio needs a non-blocking socket, registered with this runtime's
+    // reactor, which `from_std` does from inside the runtime's context.
+    listener.set_nonblocking(true)?;
+    let listener = {
+        let _context = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+
+    let stats = Arc::new(Stats::default());
+    let signal = Arc::new(ShutdownSignal::default());
+    let (shutdown, wake) = Shutdown::new(Arc::clone(&signal));
+    let serve = accept::run(listener, Arc::new(config.clone()), Arc::clone(&stats), shutdown);
+    let deadline_signal = Arc::clone(&signal);
+    let thread = thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {
+        runtime.block_on(serve);
+        // Drop the runtime here, on its own thread, and wait for its workers
+        // so that `Server::shutdown` returns only once they have exited.
+        let left = deadline_signal
+            .deadline()
+            .map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+        runtime.shutdown_timeout(left.max(WORKER_EXIT));
+    })?;
+    tracing::debug!(backend = "tokio", addr = %local_addr, threads = config.threads, "serving");
+    Ok(Server::new(local_addr, stats, signal, wake, vec![thread]))
+}
+
+/// One thread: the current-thread runtime, driven by the server thread. More:
+/// the multi-thread runtime with that many workers; the server thread then
+/// runs only the accept loop.
+fn build_runtime(threads: usize) -> io::Result<Runtime> {
+    let mut builder = if threads <= 1 {
+        Builder::new_current_thread()
+    } else {
+        let mut builder = Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_io().enable_time().thread_name(THREAD_NAME).build()
+}
