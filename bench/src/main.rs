@@ -1,1 +1,32 @@
-fn main() {}
+//! The `echo-bench` binary; see the `echo_bench` library for what it does.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use echo_bench::cli::{Cli, Command};
+use echo_bench::{check, compare, list, load, logging, serve};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose);
+    let result = match &cli.command {
+        None => serve::run(&cli.serve).map(|()| true),
+        Some(Command::Serve(args)) => serve::run(args).map(|()| true),
+        Some(Command::Check(args)) => check::run(args),
+        Some(Command::Load(args)) => load::command::run(args),
+        Some(Command::Compare(args)) => compare::run(args),
+        Some(Command::List) => {
+            list::run();
+            Ok(true)
+        }
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            // One line a user can act on: the error and its causes, joined.
+            eprintln!("echo-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! How the server's blocked threads are woken when it stops, and how the
+//! acceptor learns that every connection thread has finished.
+//!
+//! A blocked thread cannot wait for "data or shutdown" the way a task can,
+//! so each one is woken through the very call it is blocked in:
+//!
+//! - The acceptor, in accept(2): [`waker`] shuts the listening socket down
+//!   for reading, which on Linux makes a blocked `accept` fail at once (with
+//!   `EINVAL`) and refuses new connections from then on. Where that is not
+//!   supported it connects to the listener once instead, so `accept` returns
+//!   that connection, which the acceptor drops unserved. In an accept
+//!   back-off it is parked, and [`waker`] unparks it.
+//! - A connection thread in read(2): the acceptor shuts its socket down for
+//!   reading (`SHUT_RD`); the blocked read returns 0, and so does every later
+//!   one, so the thread writes what it owes and closes. Doing this from the
+//!   acceptor, after it has stopped accepting, means no connection can be
+//!   registered after the pass and be missed.
+//! - A connection thread in write(2) to a client that does not read: left to
+//!   flush until the drain deadline, then `SHUT_RDWR` makes the write fail.
+//! - A connection thread parked because it may neither read nor write: the
+//!   acceptor unparks every connection thread.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use echo_core::Waker;
+use socket2::SockRef;
+
+/// How long the fallback wake-up connection may take. If the backlog is so
+/// full that connecting times out, `accept` has queued connections to
+/// return anyway, so it is not blocked and needs no waking.
+const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The closure `Server` calls once the shutdown signal is set: it wakes the
+/// acceptor, which then wakes the connection threads.
+///
+/// `listener` is a second handle on the listening socket. It is used once
+/// and dropped, so the socket is closed as soon as the acceptor drops its
+/// own handle; `Server` calls the waker again when dropped, which then does
+/// nothing.
+pub(crate) fn waker(listener: TcpListener, addr: SocketAddr, acceptor: Thread) -> Waker {
+    let listener = Mutex::new(Some(listener));
+    Box::new(move || {
+        // Out of a back-off sleep. An unpark before the park is kept, so this
+        // cannot be lost whatever the acceptor is doing right now.
+        acceptor.unpark();
+        let Some(listener) = lock(&listener).take() else { return };
+        if let Err(err) = SockRef::from(&listener).shutdown(Shutdown::Read) {
+            tracing::debug!(error = %err, "cannot shut the listener down; connecting to wake accept");
+            // The connection, if made, is accepted and dropped unserved.
+            let _ = TcpStream::connect_timeout(&reachable(addr), WAKE_CONNECT_TIMEOUT);
+        }
+    })
+}
+
+/// An address a connection to `addr` can be made on: a listener on every
+/// interface is reached through loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+/// Counts live connection threads, so the acceptor can wait until they have
+/// all finished or the drain deadline has passed, whichever comes first.
+/// (Joining cannot do that: `JoinHandle::join` has no timeout.)
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    /// Connection threads that have not finished.
+    live: Mutex<usize>,
+    /// Notified when `live` falls to zero.
+    all_done: Condvar,
+}
+
+/// Held by a connection thread for as long as it runs; dropping it, even
+/// while unwinding, counts the thread as finished.
+#[derive(Debug)]
+pub(crate) struct Token(Arc<Tracker>);
+
+impl Tracker {
+    /// A token for one more connection thread.
+    pub(crate) fn token(self: &Arc<Self>) -> Token {
+        *lock(&self.live) += 1;
+        Token(Arc::clone(self))
+    }
+
+    /// Waits until every token is dropped or `deadline` passes. Returns
+    /// whether every token was dropped.
+    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
+        let mut live = lock(&self.live);
+        // A loop, because a condition variable may wake spuriously.
+        while *live > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            live = self.all_done.wait_timeout(live, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        true
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        let mut live = lock(&self.0.live);
+        *live -= 1;
+        if *live == 0 {
+            self.0.all_done.notify_all();
+        }
+    }
+}
+
+/// Locks `mutex`, ignoring poisoning: the data guarded here (a counter, an
+/// optional socket) stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

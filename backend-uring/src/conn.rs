@@ -1,0 +1,160 @@
+//! One client: its socket, its [`Connection`] state, the buffers lent to the
+//! kernel for it, and what to post next when one of its operations completes.
+
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use echo_core::{CloseReason, Connection};
+
+use crate::ring::{Completion, IoBuffers, Ring};
+use crate::token::{Op, Token};
+
+/// What the event loop does with a connection after [`Conn::drive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// It has an operation in flight (or just posted one): wait for it.
+    Wait,
+    /// It is finished and nothing of it is in flight: close it.
+    Close,
+}
+
+/// A socket and the protocol state it feeds.
+///
+/// At most one receive and one send are in flight at a time: a second
+/// receive could complete out of order with the first, and a second send
+/// would need a second buffer for no gain (the first one carries everything
+/// pending when it is posted).
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// The socket; `None` once given to the ring to close.
+    socket: Option<TcpStream>,
+    /// Everything the protocol needs: replies, watermarks, counters, logs.
+    pub(crate) state: Connection,
+    /// The memory the kernel receives into and sends from.
+    bufs: IoBuffers,
+    /// Set once the connection failed or was aborted: bytes that still
+    /// arrive are dropped and sends that complete are not reported, since
+    /// the replies they carried were already discarded.
+    dead: bool,
+    /// Cancellation was asked for the operations in flight when the
+    /// connection finished, so it is asked once, not on every completion.
+    cancelled: bool,
+    /// When input last arrived, for the idle timeout.
+    pub(crate) last_input: Instant,
+}
+
+impl Conn {
+    /// A connection in slab slot `key`, of generation `generation`.
+    pub(crate) fn new(socket: TcpStream, state: Connection, key: u32, generation: u32) -> Conn {
+        let bufs = IoBuffers::new(key, generation, state.read_limit());
+        Conn { socket: Some(socket), state, bufs, dead: false, cancelled: false, last_input: Instant::now() }
+    }
+
+    /// Whether `generation` is this connection's, so a completion meant for
+    /// an earlier occupant of the same slot is not taken for ours.
+    pub(crate) fn owns(&self, token: Token) -> bool {
+        self.bufs.token(Op::Recv).generation() == token.generation()
+    }
+
+    /// A receive completed. `now` is set when the idle timeout is on.
+    pub(crate) fn on_recv(&mut self, done: &Completion, now: Option<Instant>) {
+        let Some(result) = self.bufs.recv_done(done) else { return };
+        match result {
+            Ok(_) if self.dead => {}
+            Ok(data) => {
+                if let (Some(now), false) = (now, data.is_empty()) {
+                    self.last_input = now;
+                }
+                // An empty read is the end of input: the core answers any
+                // unterminated tail and the connection closes once flushed.
+                self.state.received(data);
+            }
+            Err(err) => self.on_error(err),
+        }
+    }
+
+    /// A send completed.
+    pub(crate) fn on_send(&mut self, done: &Completion) {
+        let Some(result) = self.bufs.send_done(done) else { return };
+        match result {
+            Ok(_) if self.dead => {}
+            Ok(0) => self.fail(&io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                // The send buffer's unsent bytes are always the front of
+                // `pending` while the connection is alive; the `min` keeps
+                // any slip from reaching the core's assertion.
+                let n = n.min(self.state.pending().len());
+                self.state.wrote(n);
+            }
+            Err(err) => self.on_error(err),
+        }
+    }
+
+    fn on_error(&mut self, err: io::Error) {
+        match err.raw_os_error() {
+            // We asked for it: the connection is closing anyway.
+            Some(libc::ECANCELED) => {}
+            // Nothing happened; `drive` posts the operation again.
+            Some(libc::EINTR | libc::EAGAIN) => {}
+            _ => self.fail(&err),
+        }
+    }
+
+    /// The connection failed: that one connection closes, nothing else.
+    fn fail(&mut self, err: &io::Error) {
+        self.state.failed(err);
+        self.dead = true;
+        self.bufs.discard();
+    }
+
+    /// Closes the connection for `reason`, replies pending or not.
+    pub(crate) fn abort(&mut self, reason: CloseReason) {
+        self.state.abort(reason);
+        self.dead = true;
+        self.bufs.discard();
+    }
+
+    /// Posts what the connection needs next: a send while replies are
+    /// pending, a receive while the core wants input (not while paused at
+    /// the high watermark, so a client that never reads costs no more), or,
+    /// once finished, the cancellation of whatever is still in flight.
+    pub(crate) fn drive(&mut self, ring: &mut Ring) -> Next {
+        let busy = self.bufs.recv_busy() || self.bufs.send_busy();
+        if self.state.is_finished() {
+            if !busy {
+                return Next::Close;
+            }
+            if !self.cancelled {
+                // A receive waits for input that may never come, a send for
+                // room a stuck peer never makes; both must end before the
+                // socket closes and the buffers are freed.
+                for op in [Op::Recv, Op::Send] {
+                    let in_flight =
+                        if op == Op::Recv { self.bufs.recv_busy() } else { self.bufs.send_busy() };
+                    if in_flight {
+                        ring.push_cancel(self.bufs.token(op));
+                    }
+                }
+                self.cancelled = true;
+            }
+            return Next::Wait;
+        }
+        let Some(socket) = &self.socket else { return Next::Close };
+        if self.state.wants_write() {
+            self.bufs.load(self.state.pending());
+            ring.push_send(socket.as_fd(), &mut self.bufs);
+        }
+        if self.state.wants_read() {
+            ring.push_recv(socket.as_fd(), &mut self.bufs);
+        }
+        Next::Wait
+    }
+
+    /// The socket, to be closed by the ring. Dropping the rest counts the
+    /// close and logs it.
+    pub(crate) fn take_socket(&mut self) -> Option<OwnedFd> {
+        self.socket.take().map(OwnedFd::from)
+    }
+}

@@ -1,0 +1,348 @@
+//! One ring's event loop: a slab of connections, this ring's descriptor of
+//! the shared listener, its wake-up eventfd and its timers.
+//!
+//! A pass is: reap every completion, let each one move its connection on
+//! (which queues the submissions that connection needs next), then hand
+//! everything queued to the kernel and wait for the next completion in one
+//! `io_uring_enter`. However many connections were served in a pass, it
+//! costs one system call.
+
+use std::fs::File;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use echo_core::{AcceptBackoff, CloseReason, Connection, ServerConfig, ShutdownSignal, Stats};
+use slab::Slab;
+
+use crate::conn::{Conn, Next};
+use crate::ring::{Completion, Ring};
+use crate::token::{Op, Timer, Token};
+
+/// One thread's ring and everything it serves.
+#[derive(Debug)]
+pub(crate) struct EventLoop {
+    ring: Ring,
+    conns: Slab<Conn>,
+    /// This ring's own descriptor of the listening socket (a `try_clone`),
+    /// until shutdown. The socket stops listening when the last ring closes
+    /// its descriptor.
+    listener: Option<TcpListener>,
+    /// Written by the server's `wake` closure at shutdown.
+    wake: Arc<File>,
+    backoff: AcceptBackoff,
+    /// Stamps connections' generations; see [`Token`].
+    next_generation: u32,
+    /// Completions of the current pass, kept to reuse the allocation.
+    completions: Vec<Completion>,
+    config: ServerConfig,
+    stats: Arc<Stats>,
+    signal: Arc<ShutdownSignal>,
+    /// Shutdown has begun: nothing more is accepted or read, only flushed.
+    draining: bool,
+    /// The drain deadline passed: everything left was aborted.
+    expired: bool,
+    /// The ring-wide operations were cancelled, the last step before exit.
+    winding_down: bool,
+}
+
+impl EventLoop {
+    /// A loop serving `listener` (its own descriptor of it) on `ring`.
+    pub(crate) fn new(
+        ring: Ring,
+        listener: TcpListener,
+        wake: Arc<File>,
+        config: ServerConfig,
+        stats: Arc<Stats>,
+        signal: Arc<ShutdownSignal>,
+    ) -> EventLoop {
+        EventLoop {
+            ring,
+            conns: Slab::new(),
+            listener: Some(listener),
+            wake,
+            backoff: AcceptBackoff::default(),
+            next_generation: 0,
+            completions: Vec::new(),
+            config,
+            stats,
+            signal,
+            draining: false,
+            expired: false,
+            winding_down: false,
+        }
+    }
+
+    /// Serves until shutdown has drained and every operation has completed.
+    /// A failing ring ends this loop only.
+    pub(crate) fn run(mut self) {
+        if let Err(err) = self.serve() {
+            tracing::error!(error = %err, "io_uring event loop failed; closing its connections");
+        }
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        self.ring.push_wake(self.wake.as_fd());
+        self.accept();
+        if let Some(idle) = self.config.idle_timeout {
+            self.ring.push_timer(Timer::Idle, idle);
+        }
+        loop {
+            if self.signal.is_triggered() && !self.draining {
+                self.begin_drain();
+            }
+            if self.draining && self.wind_down() {
+                return Ok(());
+            }
+            self.ring.submit_and_wait()?;
+            let mut batch = std::mem::take(&mut self.completions);
+            self.ring.reap(&mut batch);
+            // One clock read per pass, and none without an idle timeout.
+            let now = self.config.idle_timeout.map(|_| Instant::now());
+            for done in batch.drain(..) {
+                self.complete(done, now);
+            }
+            self.completions = batch;
+        }
+    }
+
+    fn complete(&mut self, done: Completion, now: Option<Instant>) {
+        let token = done.token();
+        match token.op() {
+            Some(Op::Accept) => self.accepted(done),
+            Some(Op::Recv | Op::Send) => self.conn_completed(token, &done, now),
+            // The wake-up only ends the wait; the signal is checked on
+            // every pass. It is re-armed unless shutdown has begun.
+            Some(Op::Wake) => {
+                if !self.signal.is_triggered() {
+                    self.ring.push_wake(self.wake.as_fd());
+                }
+            }
+            Some(Op::Timer) => match token.timer_kind() {
+                Some(Timer::Idle) if done_expired(&done) => self.close_idle(),
+                Some(Timer::Retry) if done_expired(&done) && !self.draining => self.accept(),
+                Some(Timer::Drain) if done_expired(&done) => self.expire(),
+                // Cancelled at shutdown.
+                _ => {}
+            },
+            Some(Op::Close) => {
+                if let Err(err) = done.result() {
+                    tracing::debug!(error = %err, "close failed");
+                }
+            }
+            // A cancel's own result says only whether it found its target;
+            // the target's completion is what matters.
+            Some(Op::Cancel) | None => {}
+        }
+    }
+
+    /// Posts an accept on this ring's listener descriptor. Each ring posts
+    /// its own; the kernel hands each new connection to one of them.
+    fn accept(&mut self) {
+        if let Some(listener) = &self.listener {
+            self.ring.push_accept(listener.as_fd());
+        }
+    }
+
+    fn accepted(&mut self, done: Completion) {
+        match done.into_accepted() {
+            Ok((fd, peer)) => {
+                self.backoff.succeeded();
+                if self.draining {
+                    // Accepted as shutdown began: nothing of it was read, so
+                    // there is nothing to flush. Dropping closes it.
+                    return;
+                }
+                self.accept();
+                self.adopt(TcpStream::from(fd), peer);
+            }
+            Err(err) if err.raw_os_error() == Some(libc::ECANCELED) => {}
+            Err(err) => {
+                if self.draining {
+                    return;
+                }
+                match self.backoff.failed(&err, &self.stats) {
+                    // Out of descriptors or memory: re-arming at once would
+                    // fail again at once (the connection waits in the
+                    // backlog), so wait on a timer instead of spinning.
+                    Some(delay) => self.ring.push_timer(Timer::Retry, delay),
+                    None => self.accept(),
+                }
+            }
+        }
+    }
+
+    /// Admits a new connection and posts its first receive; refuses it (the
+    /// socket closes at once) past the connection limit.
+    fn adopt(&mut self, socket: TcpStream, peer: Option<SocketAddr>) {
+        let peer = match peer {
+            Some(peer) => peer,
+            // Not IPv4 or IPv6, which a TCP listener never gives; ask.
+            None => match socket.peer_addr() {
+                Ok(peer) => peer,
+                Err(err) => {
+                    tracing::debug!(error = %err, "accepted a socket with no peer");
+                    return;
+                }
+            },
+        };
+        let Some(state) = Connection::admit(peer, &self.config, &self.stats) else {
+            self.ring.push_close(socket.into());
+            return;
+        };
+        if let Err(err) = socket.set_nodelay(true) {
+            // A socket reset while queued fails here; its first receive
+            // reports the same error and closes it through the core.
+            tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        }
+        let entry = self.conns.vacant_entry();
+        let Ok(key) = u32::try_from(entry.key()) else {
+            // More than 4 billion connections on one ring: not reachable
+            // with any descriptor limit, but not a reason to panic either.
+            return;
+        };
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let mut conn = Conn::new(socket, state, key, generation);
+        match conn.drive(&mut self.ring) {
+            Next::Wait => {
+                entry.insert(conn);
+            }
+            Next::Close => close(&mut self.ring, conn),
+        }
+    }
+
+    fn conn_completed(&mut self, token: Token, done: &Completion, now: Option<Instant>) {
+        let key = token.key();
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if !conn.owns(token) {
+            return;
+        }
+        if token.op() == Some(Op::Recv) {
+            conn.on_recv(done, now);
+        } else {
+            conn.on_send(done);
+        }
+        self.drive(key);
+    }
+
+    /// Posts what connection `key` needs next, or closes it.
+    fn drive(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.drive(&mut self.ring) == Next::Close {
+            let conn = self.conns.remove(key);
+            close(&mut self.ring, conn);
+        }
+    }
+
+    /// Stops accepting at once and lets every connection flush what it has.
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        if self.ring.accept_busy() {
+            // The listener descriptor is closed once this completes.
+            self.ring.push_cancel(Token::ring(Op::Accept));
+        }
+        for timer in [Timer::Retry, Timer::Idle] {
+            if self.ring.timer_busy(timer) {
+                self.ring.push_cancel(Token::timer(timer));
+            }
+        }
+        if let Some(deadline) = self.signal.deadline() {
+            self.ring.push_timer(Timer::Drain, deadline.saturating_duration_since(Instant::now()));
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.state.drain();
+            }
+            self.drive(key);
+        }
+    }
+
+    /// The drain deadline has passed: whatever is left could not be flushed
+    /// in time and is closed, counted as a shutdown.
+    fn expire(&mut self) {
+        if self.expired {
+            return;
+        }
+        self.expired = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.abort(CloseReason::Shutdown);
+            }
+            self.drive(key);
+        }
+    }
+
+    /// The steps of shutdown after the drain began. Returns true once the
+    /// loop may end: no connection left and no operation in flight, so the
+    /// kernel holds no pointer into any buffer we are about to free.
+    fn wind_down(&mut self) -> bool {
+        if !self.expired && self.signal.is_expired() {
+            self.expire();
+        }
+        if !self.ring.accept_busy() {
+            // This ring's descriptor of the listener closes here; once every
+            // ring has closed its own, new connections are refused.
+            self.listener = None;
+        }
+        if !self.conns.is_empty() {
+            return false;
+        }
+        if !self.winding_down {
+            self.winding_down = true;
+            if self.ring.wake_busy() {
+                self.ring.push_cancel(Token::ring(Op::Wake));
+            }
+            for timer in [Timer::Drain, Timer::Retry, Timer::Idle] {
+                if self.ring.timer_busy(timer) {
+                    self.ring.push_cancel(Token::timer(timer));
+                }
+            }
+        }
+        self.ring.in_flight() == 0
+    }
+
+    /// Closes connections that sent nothing for the idle timeout, then arms
+    /// the timer for the earliest of the others' deadlines.
+    fn close_idle(&mut self) {
+        let Some(idle) = self.config.idle_timeout else { return };
+        if self.draining {
+            return;
+        }
+        let now = Instant::now();
+        let mut next = idle;
+        let mut expired = Vec::new();
+        for (key, conn) in &self.conns {
+            let quiet = now.saturating_duration_since(conn.last_input);
+            match idle.checked_sub(quiet) {
+                Some(left) if !left.is_zero() => next = next.min(left),
+                _ => expired.push(key),
+            }
+        }
+        for key in expired {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.abort(CloseReason::Idle);
+            }
+            self.drive(key);
+        }
+        self.ring.push_timer(Timer::Idle, next);
+    }
+}
+
+/// Whether a timer completion means the time came (`-ETIME`), not that it
+/// was cancelled.
+fn done_expired(done: &Completion) -> bool {
+    matches!(done.result(), Err(err) if err.raw_os_error() == Some(libc::ETIME))
+}
+
+/// Hands the socket to the ring to close and drops the rest, which counts
+/// and logs the close.
+fn close(ring: &mut Ring, mut conn: Conn) {
+    if let Some(fd) = conn.take_socket() {
+        ring.push_close(fd);
+    }
+}

@@ -1,0 +1,173 @@
+//! The echo server on Linux io_uring, driven through the [`io-uring`] crate
+//! directly: completion-based accept, receive and send, one ring per thread,
+//! many submissions per `io_uring_enter`.
+//!
+//! Each connection's protocol, watermarks, counters and log lines live in
+//! [`echo_core::Connection`]; this crate only moves bytes between it and the
+//! kernel. It does not bind (core does, once, for every backend), parse
+//! options or install signal handlers. It runs on Linux only, with a kernel
+//! that has io_uring (5.6 or later, not disabled by `io_uring_disabled`);
+//! elsewhere [`UringBackend`]'s `spawn` returns an error that says to use
+//! another backend. It uses no SQPOLL thread, registered files or provided
+//! buffer rings: the point is the plain completion model, comparable with the
+//! readiness backends beside it.
+//!
+//! # Completion, not readiness
+//!
+//! The readiness backends (select, mio) ask the kernel "which sockets can I
+//! read now?" and then make one `recv`/`send` system call per socket. Here
+//! the backend hands the kernel the operation itself, with the buffer: "when
+//! input arrives, put it here". The kernel does the I/O and reports what
+//! was done. Two things follow:
+//!
+//! - One system call per pass, whatever the number of connections: the
+//!   loop reaps every completion, queues the next operation of every
+//!   connection that needs one, and submits them all with the wait for the
+//!   next completion in a single `io_uring_enter`.
+//! - A buffer lent to the kernel is the kernel's until the completion comes
+//!   back. Each connection owns a read buffer of `read_limit` bytes and a
+//!   send buffer; replies are copied from the `Connection` into the send
+//!   buffer before each send, because `Connection::received` may reallocate
+//!   its output while a send is still in flight. All code that lends memory
+//!   to the kernel is in one module, `ring`, the only one with `unsafe`.
+//!
+//! # Threads and the listener
+//!
+//! [`ServerConfig::threads`] = N runs N rings, each on its own thread. Each
+//! ring gets its own descriptor of the one listening socket (`try_clone`)
+//! and keeps one accept posted on it. The kernel hands each new connection
+//! to exactly one waiting accept (io_uring waits on a listener exclusively,
+//! so there is no thundering herd), and that ring serves the connection for
+//! its whole life. Waiters queue in turn, so bursts spread over the rings;
+//! no ring deals sockets to another, as the mio backend's acceptor does,
+//! because every ring can accept for itself at no extra cost. The listening
+//! socket stops listening when the last ring closes its descriptor.
+//!
+//! # Shutdown
+//!
+//! [`Server::shutdown`] writes each ring's eventfd, on which every ring keeps
+//! a read posted, so each ring wakes. A ring then cancels its accept and
+//! closes its listener descriptor once the accept has completed, stops
+//! reading, flushes what it owes until everything is written or the drain
+//! deadline (a timeout operation) passes, cancels the operations of what is
+//! left and closes it, and waits for every completion, so the kernel holds
+//! no pointer into memory about to be freed. Then the thread returns, and
+//! `shutdown` returns once every thread has been joined.
+//!
+//! # Example
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::TcpStream;
+//! use std::time::Duration;
+//!
+//! use backend_uring::UringBackend;
+//! use echo_core::{Backend, ServerConfig};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let listener = echo_core::bind("127.0.0.1:0".parse().unwrap())?;
+//! let server = UringBackend.spawn(listener, &ServerConfig::default())?;
+//!
+//! let mut client = TcpStream::connect(server.local_addr())?;
+//! client.set_read_timeout(Some(Duration::from_secs(5)))?;
+//! client.write_all(b"Hello")?;
+//! let mut reply = [0; 9];
+//! client.read_exact(&mut reply)?;
+//! assert_eq!(&reply, b"GOT:Hello");
+//!
+//! server.shutdown(Duration::from_secs(1));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`io-uring`]: https://docs.rs/io-uring
+//! [`ServerConfig::threads`]: echo_core::ServerConfig::threads
+//! [`Server::shutdown`]: echo_core::Server::shutdown
+#![deny(unsafe_code)]
+
+mod conn;
+mod event_loop;
+#[allow(unsafe_code)]
+mod ring;
+mod token;
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use echo_core::{Backend, Server, ServerConfig, ShutdownSignal, Stats};
+
+use crate::event_loop::EventLoop;
+use crate::ring::Ring;
+
+/// Submission queue entries per ring. A pass that queues more submits early
+/// to make room (one extra system call), so this bounds nothing but the
+/// batch size; the completion queue is twice as large, and the kernel keeps
+/// any overflow rather than drop it.
+const RING_ENTRIES: u32 = 1024;
+
+/// The io_uring backend: `threads` rings, each accepting for itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UringBackend;
+
+impl Backend for UringBackend {
+    fn name(&self) -> &'static str {
+        "uring"
+    }
+
+    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
+        let local_addr = listener.local_addr()?;
+        let stats = Arc::new(Stats::default());
+        let signal = Arc::new(ShutdownSignal::default());
+
+        // Everything that can fail is done here, before any thread starts,
+        // so a failure (no io_uring on this kernel, above all) is an
+        // `io::Error` for the caller.
+        let mut loops = Vec::new();
+        let mut eventfds = Vec::new();
+        for _ in 0..config.threads.max(1) {
+            let ring = Ring::new(RING_ENTRIES)?;
+            let eventfd = Arc::new(File::from(ring::eventfd()?));
+            loops.push(EventLoop::new(
+                ring,
+                listener.try_clone()?,
+                Arc::clone(&eventfd),
+                config.clone(),
+                Arc::clone(&stats),
+                Arc::clone(&signal),
+            ));
+            eventfds.push(eventfd);
+        }
+        // Every ring holds its own descriptor now; this one would keep the
+        // socket listening after they all closed theirs.
+        drop(listener);
+
+        let wake: echo_core::Waker = Box::new(move || {
+            for eventfd in &eventfds {
+                if let Err(err) = (&**eventfd).write_all(&1u64.to_ne_bytes()) {
+                    tracing::warn!(error = %err, "cannot wake an io_uring event loop");
+                }
+            }
+        });
+        let mut threads = Vec::with_capacity(loops.len());
+        for (i, event_loop) in loops.into_iter().enumerate() {
+            match thread::Builder::new().name(format!("uring-loop-{i}")).spawn(move || event_loop.run()) {
+                Ok(thread) => threads.push(thread),
+                Err(err) => {
+                    // Stop the loops already started; the others were
+                    // dropped with their closures.
+                    signal.trigger(Duration::ZERO);
+                    wake();
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(Server::new(local_addr, stats, signal, wake, threads))
+    }
+}

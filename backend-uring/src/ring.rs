@@ -1,0 +1,559 @@
+//! The only module with `unsafe` code: one io_uring, the submissions pushed
+//! into it, and every byte of memory the kernel may read or write while an
+//! operation is in flight.
+//!
+//! Pushing a submission is `unsafe` in the `io-uring` crate because the
+//! kernel keeps raw pointers (a receive buffer, a `sockaddr` to fill, a
+//! timespec) until the operation's completion is reaped. The rule kept here
+//! is that such memory is owned by this module and is never handed back to
+//! the rest of the crate while the kernel may still use it:
+//!
+//! - the ring's own buffers (the accept address, the wake-up counter, the
+//!   timer timespecs) live in boxes owned by [`Ring`], one per kind of
+//!   operation, with a flag saying whether that operation is in flight;
+//! - a connection's buffers live in an [`IoBuffers`], which gives access to
+//!   them only once the matching [`Completion`] is presented, and which leaks
+//!   them rather than free them if it is dropped with an operation still in
+//!   flight;
+//! - [`Ring`] leaks its own buffers the same way if it is dropped before
+//!   every completion was reaped.
+//!
+//! The event loop waits for every completion before it drops either, so the
+//! leaks are a last line of defence, not a path taken.
+
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::time::Duration;
+
+use io_uring::{IoUring, Probe, opcode, squeue, types};
+
+use crate::token::{Op, Timer, Token};
+
+/// The most reply bytes copied into a connection's send buffer at once.
+const SEND_CHUNK: usize = 64 * 1024;
+
+/// One reaped completion. It cannot be copied or made outside this module,
+/// so presenting one is proof that the kernel is done with its operation.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    token: Token,
+    result: i32,
+    /// For an accept: the peer's address, read from the ring's buffer when
+    /// the completion was reaped, before the next accept can overwrite it.
+    peer: Option<SocketAddr>,
+}
+
+impl Completion {
+    /// Whose completion this is.
+    pub(crate) fn token(&self) -> Token {
+        self.token
+    }
+
+    /// The result: a count (or descriptor), or the error the kernel gave.
+    pub(crate) fn result(&self) -> io::Result<usize> {
+        if self.result < 0 {
+            Err(io::Error::from_raw_os_error(-self.result))
+        } else {
+            Ok(self.result as usize)
+        }
+    }
+
+    /// The accepted socket and its peer, taken once: the completion is
+    /// consumed so the descriptor cannot be owned twice.
+    pub(crate) fn into_accepted(self) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
+        if self.token.op() != Some(Op::Accept) {
+            return Err(io::Error::other("not an accept completion"));
+        }
+        let fd = self.result()? as i32;
+        // SAFETY: a successful accept's result is a new descriptor that
+        // nothing else owns; `self` is consumed, so this happens once.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok((fd, self.peer))
+    }
+}
+
+/// Where the kernel writes the address of an accepted peer.
+struct AcceptAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+/// One io_uring and the ring-wide buffers its operations use.
+pub(crate) struct Ring {
+    uring: IoUring,
+    /// Submissions pushed whose completion has not been reaped. Every
+    /// operation used here is single-shot: one submission, one completion.
+    in_flight: usize,
+    accept_addr: Box<AcceptAddr>,
+    accept_busy: bool,
+    /// The eventfd counter read by the wake-up operation.
+    wake_buf: Box<[u8; 8]>,
+    wake_busy: bool,
+    /// One timespec per [`Timer`], in a box each so the address is stable.
+    timespecs: [Box<types::Timespec>; 3],
+    timer_busy: [bool; 3],
+    /// Submissions that did not fit in the submission queue yet.
+    backlog: VecDeque<squeue::Entry>,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring").field("in_flight", &self.in_flight).finish_non_exhaustive()
+    }
+}
+
+/// The opcodes this backend uses; a kernel without any of them is refused
+/// at `spawn`, not discovered mid-run.
+const NEEDED: [(u8, &str); 7] = [
+    (opcode::Accept::CODE, "accept"),
+    (opcode::Recv::CODE, "recv"),
+    (opcode::Send::CODE, "send"),
+    (opcode::Read::CODE, "read"),
+    (opcode::Close::CODE, "close"),
+    (opcode::Timeout::CODE, "timeout"),
+    (opcode::AsyncCancel::CODE, "async-cancel"),
+];
+
+impl Ring {
+    /// A ring with room for `entries` queued submissions, or a clear error
+    /// where the kernel has no (usable) io_uring.
+    pub(crate) fn new(entries: u32) -> io::Result<Ring> {
+        let uring = IoUring::new(entries).map_err(|err| match err.raw_os_error() {
+            Some(libc::ENOSYS | libc::EPERM | libc::EACCES) => io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring is not available on this kernel ({err}): use another backend"),
+            ),
+            _ => io::Error::new(err.kind(), format!("cannot create an io_uring: {err}")),
+        })?;
+        let mut probe = Probe::new();
+        let unsupported = |what: String| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring on this kernel lacks {what}: use another backend"),
+            )
+        };
+        uring.submitter().register_probe(&mut probe).map_err(|e| unsupported(format!("probing ({e})")))?;
+        if let Some((_, name)) = NEEDED.iter().find(|(code, _)| !probe.is_supported(*code)) {
+            return Err(unsupported(format!("the {name} operation")));
+        }
+        Ok(Ring {
+            uring,
+            in_flight: 0,
+            accept_addr: Box::new(AcceptAddr {
+                // SAFETY: `sockaddr_storage` is plain old data; all zeroes
+                // is a valid (unspecified-family) value.
+                storage: unsafe { mem::zeroed() },
+                len: 0,
+            }),
+            accept_busy: false,
+            wake_buf: Box::new([0; 8]),
+            wake_busy: false,
+            timespecs: [(); 3].map(|()| Box::new(types::Timespec::new())),
+            timer_busy: [false; 3],
+            backlog: VecDeque::new(),
+        })
+    }
+
+    /// Operations submitted (or queued) whose completion is not reaped yet.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Whether an accept is in flight.
+    pub(crate) fn accept_busy(&self) -> bool {
+        self.accept_busy
+    }
+
+    /// Whether the wake-up read is in flight.
+    pub(crate) fn wake_busy(&self) -> bool {
+        self.wake_busy
+    }
+
+    /// Whether `timer` is in flight.
+    pub(crate) fn timer_busy(&self, timer: Timer) -> bool {
+        self.timer_busy[timer as usize]
+    }
+
+    /// Queues `entry`. The caller has made sure that everything it points
+    /// to outlives the operation.
+    ///
+    /// A full submission queue is handed to the kernel to make room: the
+    /// only time a pass over completions costs a second system call. If the
+    /// kernel takes nothing (its completion queue is full), the entry waits
+    /// in `backlog` for the next [`Ring::submit_and_wait`], after the pass
+    /// has reaped; it is counted in flight from now, as its buffers are lent.
+    ///
+    /// # Safety
+    ///
+    /// Every buffer `entry` points to must stay valid, and not be accessed
+    /// by this process, until its completion is reaped.
+    unsafe fn push(&mut self, entry: squeue::Entry) {
+        self.in_flight += 1;
+        // SAFETY: passed on from this function's contract.
+        if self.backlog.is_empty() && unsafe { self.uring.submission().push(&entry) }.is_ok() {
+            return;
+        }
+        self.backlog.push_back(entry);
+        self.flush_backlog();
+    }
+
+    /// Moves the backlog into the submission queue, submitting to make room.
+    fn flush_backlog(&mut self) {
+        while let Some(entry) = self.backlog.front() {
+            // SAFETY: every entry in the backlog was pushed through `push`,
+            // whose contract keeps its buffers valid until its completion.
+            if unsafe { self.uring.submission().push(entry) }.is_ok() {
+                self.backlog.pop_front();
+                continue;
+            }
+            match self.uring.submit() {
+                Ok(n) if n > 0 => {}
+                // Nothing taken (EBUSY/EAGAIN: the completion queue is
+                // full): try again after the caller's next reap.
+                Ok(_) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Accepts one connection on `listener`, writing the peer's address into
+    /// the ring's buffer. Does nothing if an accept is already in flight.
+    ///
+    /// The caller keeps `listener` open until the completion; closing it
+    /// early is not a memory error (the kernel holds its own reference once
+    /// submitted) but would make the accept act on whatever took its number.
+    pub(crate) fn push_accept(&mut self, listener: BorrowedFd<'_>) {
+        if self.accept_busy {
+            return;
+        }
+        let addr = &mut *self.accept_addr;
+        addr.len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let entry = opcode::Accept::new(
+            types::Fd(listener.as_raw_fd()),
+            (&raw mut addr.storage).cast::<libc::sockaddr>(),
+            &raw mut addr.len,
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(Token::ring(Op::Accept).user_data());
+        // SAFETY: `accept_addr` is a box owned by the ring: its address is
+        // stable, and it is neither read nor written while `accept_busy`
+        // (cleared only when the completion is reaped). If the ring is
+        // dropped first, `Drop` leaks the box.
+        unsafe { self.push(entry) };
+        self.accept_busy = true;
+    }
+
+    /// Reads the shutdown eventfd `fd`: completes when `wake` writes it.
+    pub(crate) fn push_wake(&mut self, fd: BorrowedFd<'_>) {
+        if self.wake_busy {
+            return;
+        }
+        let entry = opcode::Read::new(types::Fd(fd.as_raw_fd()), self.wake_buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(Token::ring(Op::Wake).user_data());
+        // SAFETY: `wake_buf` is a box owned by the ring, never read, and not
+        // reused until the completion clears `wake_busy`; `Drop` leaks it
+        // if the ring goes first.
+        unsafe { self.push(entry) };
+        self.wake_busy = true;
+    }
+
+    /// Completes after `after`, with `-ETIME`. Does nothing if `timer` is
+    /// already in flight.
+    pub(crate) fn push_timer(&mut self, timer: Timer, after: Duration) {
+        let i = timer as usize;
+        if self.timer_busy[i] {
+            return;
+        }
+        *self.timespecs[i] = types::Timespec::from(after);
+        let entry =
+            opcode::Timeout::new(&*self.timespecs[i]).build().user_data(Token::timer(timer).user_data());
+        // SAFETY: the timespec is in a box owned by the ring, one per timer,
+        // rewritten only when that timer is not in flight (the kernel copies
+        // it at submission anyway); `Drop` leaks it if the ring goes first.
+        unsafe { self.push(entry) };
+        self.timer_busy[i] = true;
+    }
+
+    /// Asks the kernel to cancel the operation `target`. Its completion then
+    /// comes with `-ECANCELED` (or normally, if it was already done).
+    pub(crate) fn push_cancel(&mut self, target: Token) {
+        let entry = opcode::AsyncCancel::new(target.user_data())
+            .build()
+            .user_data(Token::ring(Op::Cancel).user_data());
+        // SAFETY: a cancel points to no memory; it names its target by
+        // user data.
+        unsafe { self.push(entry) };
+    }
+
+    /// Closes `fd` in the kernel, batched with the other submissions.
+    pub(crate) fn push_close(&mut self, fd: OwnedFd) {
+        let entry = opcode::Close::new(types::Fd(fd.into_raw_fd()))
+            .build()
+            .user_data(Token::ring(Op::Close).user_data());
+        // SAFETY: a close points to no memory; the descriptor was owned and
+        // is given up (`into_raw_fd`), so nothing else uses or closes it.
+        unsafe { self.push(entry) };
+    }
+
+    /// Receives into `bufs`' read buffer. Does nothing if a receive is
+    /// already in flight on it.
+    pub(crate) fn push_recv(&mut self, fd: BorrowedFd<'_>, bufs: &mut IoBuffers) {
+        if bufs.recv_busy {
+            return;
+        }
+        let len = u32::try_from(bufs.recv.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Recv::new(types::Fd(fd.as_raw_fd()), bufs.recv.as_mut_ptr(), len)
+            .build()
+            .user_data(bufs.token(Op::Recv).user_data());
+        // SAFETY: the read buffer is a heap allocation owned by `bufs`; it
+        // does not move when `bufs` does, is not handed out while
+        // `recv_busy`, and is leaked, not freed, if `bufs` is dropped first.
+        unsafe { self.push(entry) };
+        bufs.recv_busy = true;
+    }
+
+    /// Sends what is left of `bufs`' send buffer, with `MSG_NOSIGNAL` so a
+    /// peer that has gone away gives `EPIPE`, not a process-killing SIGPIPE.
+    /// Does nothing if a send is in flight or nothing is left to send.
+    pub(crate) fn push_send(&mut self, fd: BorrowedFd<'_>, bufs: &mut IoBuffers) {
+        if bufs.send_busy || bufs.unsent().is_empty() {
+            return;
+        }
+        let unsent = &bufs.send[bufs.sent..];
+        let len = u32::try_from(unsent.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Send::new(types::Fd(fd.as_raw_fd()), unsent.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(bufs.token(Op::Send).user_data());
+        // SAFETY: the send buffer is a heap allocation owned by `bufs`; it
+        // is not changed (so not reallocated) while `send_busy`, and is
+        // leaked, not freed, if `bufs` is dropped first.
+        unsafe { self.push(entry) };
+        bufs.send_busy = true;
+    }
+
+    /// Submits everything queued and waits for at least one completion:
+    /// the one system call of a pass. `EINTR` (a signal arrived) is not an
+    /// error: the caller reaps whatever there is and comes back.
+    pub(crate) fn submit_and_wait(&mut self) -> io::Result<()> {
+        self.flush_backlog();
+        match self.uring.submit_and_wait(1) {
+            Ok(_) => Ok(()),
+            Err(err) => match err.raw_os_error() {
+                // EBUSY/EAGAIN: the completion queue is full; reaping makes
+                // room and the queued submissions go with the next call.
+                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN) => Ok(()),
+                _ => Err(err),
+            },
+        }
+    }
+
+    /// Moves every completion now in the queue into `out`, marking the
+    /// ring's own buffers free again.
+    pub(crate) fn reap(&mut self, out: &mut Vec<Completion>) {
+        for cqe in self.uring.completion() {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            let token = Token::from_user_data(cqe.user_data());
+            let mut peer = None;
+            match token.op() {
+                Some(Op::Accept) => {
+                    self.accept_busy = false;
+                    if cqe.result() >= 0 {
+                        peer = decode(&self.accept_addr);
+                    }
+                }
+                Some(Op::Wake) => self.wake_busy = false,
+                Some(Op::Timer) => {
+                    if let Some(timer) = token.timer_kind() {
+                        self.timer_busy[timer as usize] = false;
+                    }
+                }
+                _ => {}
+            }
+            out.push(Completion { token, result: cqe.result(), peer });
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if self.in_flight > 0 {
+            // Closing the ring cancels what is left, but asynchronously: the
+            // kernel may still write into these buffers after we return, so
+            // they must not be freed.
+            tracing::error!(in_flight = self.in_flight, "io_uring dropped with operations in flight");
+            mem::forget(mem::replace(
+                &mut self.accept_addr,
+                Box::new(AcceptAddr {
+                    // SAFETY: plain old data, as in `new`.
+                    storage: unsafe { mem::zeroed() },
+                    len: 0,
+                }),
+            ));
+            mem::forget(mem::replace(&mut self.wake_buf, Box::new([0; 8])));
+            for timespec in &mut self.timespecs {
+                mem::forget(mem::replace(timespec, Box::new(types::Timespec::new())));
+            }
+        }
+    }
+}
+
+/// The peer address the kernel wrote into `addr`, if it is IPv4 or IPv6.
+fn decode(addr: &AcceptAddr) -> Option<SocketAddr> {
+    let storage = &addr.storage;
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if addr.len as usize >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`, the
+            // kernel wrote at least that many bytes, and `sockaddr_storage`
+            // is large and aligned enough for any socket address.
+            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if addr.len as usize >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for `sockaddr_in6`.
+            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// A new eventfd for waking a ring. Blocking on purpose: io_uring may
+/// complete a read of a descriptor opened `O_NONBLOCK` at once with `EAGAIN`
+/// instead of waiting for it to become readable. (The sockets stay blocking
+/// for the same reason; io_uring never blocks a thread on them anyway.)
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with no pointers.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `eventfd` returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One connection's buffers: the kernel receives into `recv` and sends from
+/// `send` while the matching operation is in flight.
+///
+/// Replies are copied from the connection's [`echo_core::Connection`] into
+/// `send` before a send is posted, rather than sent from
+/// `Connection::pending` directly: `Connection::received` appends to that
+/// buffer and may reallocate it, and a receive can complete (and must be
+/// handed over) while a send is still in flight. The copy is one `memcpy`
+/// per send, far cheaper than the system calls it rides along with.
+#[derive(Debug)]
+pub(crate) struct IoBuffers {
+    key: u32,
+    generation: u32,
+    recv: Box<[u8]>,
+    recv_busy: bool,
+    /// Reply bytes lent to the kernel; those before `sent` were sent.
+    send: Vec<u8>,
+    sent: usize,
+    send_busy: bool,
+}
+
+impl IoBuffers {
+    /// Buffers for the connection in slab slot `key`, reading at most
+    /// `read_limit` bytes at once.
+    pub(crate) fn new(key: u32, generation: u32, read_limit: usize) -> IoBuffers {
+        IoBuffers {
+            key,
+            generation,
+            recv: vec![0; read_limit.max(1)].into_boxed_slice(),
+            recv_busy: false,
+            send: Vec::new(),
+            sent: 0,
+            send_busy: false,
+        }
+    }
+
+    /// The token of this connection's `op`.
+    pub(crate) fn token(&self, op: Op) -> Token {
+        Token::conn(self.key, self.generation, op)
+    }
+
+    /// Whether a receive is in flight.
+    pub(crate) fn recv_busy(&self) -> bool {
+        self.recv_busy
+    }
+
+    /// Whether a send is in flight.
+    pub(crate) fn send_busy(&self) -> bool {
+        self.send_busy
+    }
+
+    /// Reply bytes copied in but not yet sent.
+    pub(crate) fn unsent(&self) -> &[u8] {
+        &self.send[self.sent..]
+    }
+
+    /// Copies `replies` in for the next send. Does nothing while a send is in
+    /// flight or earlier bytes are still unsent: those come first.
+    pub(crate) fn load(&mut self, replies: &[u8]) {
+        if self.send_busy || !self.unsent().is_empty() {
+            return;
+        }
+        // At most one chunk at a time: the copy is memory the connection
+        // holds on top of its watermarked output, so it is kept small.
+        self.send.clear();
+        self.send.extend_from_slice(&replies[..replies.len().min(SEND_CHUNK)]);
+        self.sent = 0;
+    }
+
+    /// Forgets unsent bytes: the connection failed or was aborted.
+    pub(crate) fn discard(&mut self) {
+        if !self.send_busy {
+            self.send.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// Takes the completion of this connection's receive and returns the
+    /// bytes received (empty at end of input). `None` if it is not ours.
+    pub(crate) fn recv_done(&mut self, done: &Completion) -> Option<io::Result<&[u8]>> {
+        if done.token != self.token(Op::Recv) || !self.recv_busy {
+            return None;
+        }
+        self.recv_busy = false;
+        Some(done.result().map(|n| &self.recv[..n.min(self.recv.len())]))
+    }
+
+    /// Takes the completion of this connection's send and returns how many
+    /// bytes went out. `None` if it is not ours.
+    pub(crate) fn send_done(&mut self, done: &Completion) -> Option<io::Result<usize>> {
+        if done.token != self.token(Op::Send) || !self.send_busy {
+            return None;
+        }
+        self.send_busy = false;
+        Some(done.result().map(|n| {
+            let n = n.min(self.send.len() - self.sent);
+            self.sent += n;
+            n
+        }))
+    }
+}
+
+impl Drop for IoBuffers {
+    fn drop(&mut self) {
+        // The kernel may still write into (or read from) a buffer whose
+        // operation was never reaped; leaking it is the sound choice.
+        if self.recv_busy {
+            mem::forget(mem::take(&mut self.recv));
+        }
+        if self.send_busy {
+            mem::forget(mem::take(&mut self.send));
+        }
+    }
+}

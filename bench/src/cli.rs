@@ -1,0 +1,267 @@
+//! The command line: `echo-bench [serve] | check | list`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use backend_select::Poller;
+use clap::builder::TypedValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use echo_core::{Backend, Mode, ServerConfig};
+
+use crate::backends::BackendName;
+use crate::compare::CompareArgs;
+
+/// The seed's address, loopback only: exposing the server on every interface
+/// takes an explicit `--addr 0.0.0.0:25000`.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:25000";
+
+/// Serve, check, load and compare echo servers built on different I/O engines.
+#[derive(Debug, Parser)]
+#[command(name = "echo-bench", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; with none, serve (like the seed's `run()`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of `serve`, accepted without the subcommand too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// More logging: -v for a line per connection, -vv for everything.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the echo protocol until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Run the conformance suite against a live server or a backend.
+    Check(CheckArgs),
+    /// Load a server with verified round trips and report what it cost.
+    Load(LoadArgs),
+    /// Compare backends side by side: a Markdown table, JSON and SVG charts.
+    ///
+    /// Every cell of backends × connections × sizes × threads × pipeline is
+    /// loaded --repeat times with verified round trips, each run against a
+    /// fresh server process, the backends taking turns. The table shows each
+    /// figure's median and (min–max); a failed run is reported, left out and
+    /// makes the command exit non-zero. With the defaults: 75 runs of about
+    /// 3 s, some 4 minutes.
+    Compare(CompareArgs),
+    /// Name the backends, one line each.
+    List,
+}
+
+/// The protocol mode, as the command line spells it.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum ModeArg {
+    /// `GOT:` + each read of at most --read-size bytes (the seed's).
+    #[default]
+    Got,
+    /// `GOT:` + each line.
+    Line,
+    /// RFC 862 echo.
+    Raw,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Got => Mode::Got,
+            ModeArg::Line => Mode::Line,
+            ModeArg::Raw => Mode::Raw,
+        }
+    }
+}
+
+/// backend-select's readiness call.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum PollerArg {
+    /// select(2), as the seed; descriptors past 1023 are refused.
+    #[default]
+    Select,
+    /// poll(2): no descriptor limit.
+    Poll,
+}
+
+impl From<PollerArg> for Poller {
+    fn from(poller: PollerArg) -> Self {
+        match poller {
+            PollerArg::Select => Poller::Select,
+            PollerArg::Poll => Poller::Poll,
+        }
+    }
+}
+
+/// How a server is built: which backend, and what it serves with.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The I/O backend (see `echo-bench list`).
+    #[arg(short, long, value_enum, default_value_t = BackendName::Select)]
+    pub backend: BackendName,
+
+    /// How replies are formed.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub mode: ModeArg,
+
+    /// Largest piece answered at once in `got` mode (the seed's recv(1000)).
+    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_READ_SIZE, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub read_size: usize,
+
+    /// Longest line answered whole in `line` mode.
+    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_MAX_LINE, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_line: usize,
+
+    /// Threads the backend may use (see `echo-bench list` for each one's meaning).
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    pub threads: usize,
+
+    /// backend-select's readiness call.
+    #[arg(long, value_enum, default_value_t)]
+    pub poller: PollerArg,
+
+    /// Connections served at once; past it new ones are closed and counted
+    /// [default: the descriptor limit less a reserve].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_connections: Option<usize>,
+
+    /// Close connections that sent nothing for this long (e.g. 30s) [default: never].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ServerArgs {
+    /// The configuration these options describe.
+    pub fn config(&self) -> ServerConfig {
+        let defaults = ServerConfig::default();
+        ServerConfig {
+            mode: self.mode.into(),
+            read_size: self.read_size,
+            max_line: self.max_line,
+            threads: self.threads,
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            idle_timeout: self.idle_timeout,
+            ..defaults
+        }
+    }
+
+    /// The backend these options name.
+    pub fn build(&self) -> Box<dyn Backend> {
+        self.backend.build(self.poller.into())
+    }
+
+    /// The same options as `echo-bench serve` arguments, to start this
+    /// server as a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--backend".to_owned(),
+            self.backend.as_str().to_owned(),
+            "--mode".to_owned(),
+            Mode::from(self.mode).to_string(),
+            "--read-size".to_owned(),
+            self.read_size.to_string(),
+            "--max-line".to_owned(),
+            self.max_line.to_string(),
+            "--threads".to_owned(),
+            self.threads.to_string(),
+            "--poller".to_owned(),
+            Poller::from(self.poller).to_string(),
+        ];
+        if let Some(max) = self.max_connections {
+            args.extend(["--max-connections".to_owned(), max.to_string()]);
+        }
+        if let Some(idle) = self.idle_timeout {
+            args.extend(["--idle-timeout".to_owned(), humantime::format_duration(idle).to_string()]);
+        }
+        args
+    }
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(short, long, default_value = DEFAULT_ADDR)]
+    pub addr: SocketAddr,
+
+    /// On SIGINT/SIGTERM, how long connections may flush before being closed.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
+
+    /// Pin the server to this CPU (as `load --pin` and `compare --pin` do).
+    #[arg(long)]
+    pub cpu: Option<usize>,
+
+    /// The server itself.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Options of `check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Check the server listening there, instead of starting `--backend`.
+    #[arg(short, long, conflicts_with_all = ["backend", "threads", "poller", "max_connections", "idle_timeout"])]
+    pub addr: Option<SocketAddr>,
+
+    /// Run only the cases whose name contains this.
+    #[arg(long)]
+    pub case: Option<String>,
+
+    /// The server to start (without --addr) and the mode, read size and
+    /// line length to expect.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Options of `load`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Load the server listening there, instead of starting `--backend` as a
+    /// child process (whose CPU time and memory are then reported too).
+    #[arg(short, long, conflicts_with_all = ["backend", "threads", "poller", "max_connections", "idle_timeout", "pin"])]
+    pub addr: Option<SocketAddr>,
+
+    /// Connections held open for the whole run.
+    #[arg(short, long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub connections: usize,
+
+    /// Bytes per message (in line mode, the last one is the newline).
+    #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub size: usize,
+
+    /// Time measured, after the warm-up (e.g. 10s, 500ms).
+    #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Time loaded but not measured, first.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+
+    /// Messages in flight per connection.
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub pipeline: usize,
+
+    /// Open loop: this many round trips per second in total, latency measured
+    /// from each message's due time. Without it, closed loop.
+    #[arg(short, long)]
+    pub rate: Option<f64>,
+
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    pub client_threads: usize,
+
+    /// Put the server on CPU 1 and the client on CPU 0.
+    #[arg(long)]
+    pub pin: bool,
+
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The server to start (without --addr) and the mode to expect.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}

@@ -1,0 +1,146 @@
+//! The options of `echo-bench compare`, and the backend names it accepts.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use backend_select::Poller;
+use clap::Args;
+use clap::builder::{PossibleValue, TypedValueParser};
+
+use crate::backends::BackendName;
+use crate::cli::ModeArg;
+
+/// One row of the comparison: a backend, and for `select` the readiness call
+/// it blocks in. `select` with poll(2) is its own row, `select-poll`, because
+/// the two differ in cost as much as two backends do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Contender {
+    /// The backend.
+    pub backend: BackendName,
+    /// Its readiness call; only `select` looks at it.
+    pub poller: Poller,
+}
+
+impl Contender {
+    /// Every backend of [`BackendName::ALL`], with `select-poll` right
+    /// after `select`.
+    pub fn all() -> Vec<Contender> {
+        let mut all = Vec::new();
+        for backend in BackendName::ALL {
+            all.push(Contender { backend, poller: Poller::Select });
+            if backend == BackendName::Select {
+                all.push(Contender { backend, poller: Poller::Poll });
+            }
+        }
+        all
+    }
+
+    /// The name on the command line and in the table: the backend's, or
+    /// `select-poll`.
+    pub fn as_str(self) -> &'static str {
+        match (self.backend, self.poller) {
+            (BackendName::Select, Poller::Poll) => "select-poll",
+            (backend, _) => backend.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Contender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Contender {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl clap::ValueEnum for Contender {
+    fn value_variants<'a>() -> &'a [Self] {
+        // Built from `BackendName::ALL` so a new backend is listed here too.
+        static ALL: OnceLock<Vec<Contender>> = OnceLock::new();
+        ALL.get_or_init(Contender::all)
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match (self.backend, self.poller) {
+            (BackendName::Select, Poller::Poll) => "the seed's scheduler with poll(2)",
+            (BackendName::Select, _) => "the seed's scheduler with select(2)",
+            (backend, _) => backend.describe().engine,
+        };
+        Some(PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
+/// Options of `echo-bench compare`.
+///
+/// Every combination of the list options is a cell; each cell runs
+/// `--repeat` times against a fresh server process. Runs are interleaved
+/// across backends (A B C A B C ...) and repeats are spread over the whole
+/// comparison, so a burst of noise on the machine hits every backend alike.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Backends to compare, comma-separated. `select-poll` is the select
+    /// backend with `--poller poll`, a row of its own.
+    #[arg(long, value_enum, value_delimiter = ',', num_args = 1.., default_values_t = Contender::all())]
+    pub backends: Vec<Contender>,
+
+    /// Connections held open during a run, comma-separated.
+    #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1, 50, 500],
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub connections: Vec<usize>,
+
+    /// Bytes per message, comma-separated.
+    #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [64],
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub sizes: Vec<usize>,
+
+    /// Server threads, comma-separated. Backends that have one thread
+    /// whatever `--threads` says (select) run once per cell, at 1.
+    #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1],
+          value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    pub threads: Vec<usize>,
+
+    /// Messages in flight per connection, comma-separated.
+    #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1],
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub pipeline: Vec<usize>,
+
+    /// Time measured per run, after the warm-up.
+    #[arg(short, long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Time loaded but not measured at the start of each run.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+
+    /// Runs per cell; the table shows their median and min–max.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub repeat: usize,
+
+    /// How the servers form replies (the load checks every byte against it).
+    #[arg(short, long, value_enum, default_value_t)]
+    pub mode: ModeArg,
+
+    /// Open loop: this many round trips per second in total per run, latency
+    /// measured from each message's due time. Without it, closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    pub client_threads: usize,
+
+    /// Put each server on CPU 1 and the load generator on CPU 0.
+    #[arg(long)]
+    pub pin: bool,
+
+    /// Also write results.json (every run, the medians, the environment)
+    /// and SVG charts into this directory, creating it if needed.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,217 @@
+//! The cells of a comparison and the order their runs go in.
+
+use std::time::Duration;
+
+use echo_core::Mode;
+use serde::{Serialize, Serializer};
+
+use super::args::{CompareArgs, Contender};
+use crate::cli::ModeArg;
+
+/// One cell of the matrix: a backend and the load it is given. Every
+/// repeat of a cell is a run against a fresh server process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Cell {
+    /// The backend (and, for select, its poller).
+    pub backend: Contender,
+    /// Connections held open.
+    pub connections: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// Server threads (always 1 for a backend that has no others).
+    pub threads: usize,
+    /// Messages in flight per connection.
+    pub pipeline: usize,
+}
+
+/// The checked, de-duplicated form of [`CompareArgs`]: what every run of
+/// one comparison shares. Written to results.json as `settings`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    /// Backends, in the order of the table.
+    pub backends: Vec<Contender>,
+    /// Connection counts.
+    pub connections: Vec<usize>,
+    /// Message sizes, bytes.
+    pub sizes: Vec<usize>,
+    /// Server thread counts.
+    pub threads: Vec<usize>,
+    /// Pipeline depths.
+    pub pipeline: Vec<usize>,
+    /// Measured time per run.
+    #[serde(rename = "duration_s", serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Warm-up per run.
+    #[serde(rename = "warmup_s", serialize_with = "seconds")]
+    pub warmup: Duration,
+    /// Runs per cell.
+    pub repeat: usize,
+    /// The servers' reply mode.
+    #[serde(serialize_with = "mode_name")]
+    pub mode: ModeArg,
+    /// Open-loop rate per run, or `None` for closed loop.
+    pub rate: Option<f64>,
+    /// Load-generator threads.
+    pub client_threads: usize,
+    /// Whether server and client were pinned to CPUs 1 and 0. False when
+    /// `--pin` was asked for on a machine with one CPU.
+    pub pinned: bool,
+}
+
+impl Settings {
+    /// Checks `args`; `pinned` is whether pinning is both asked for and
+    /// possible here.
+    pub fn new(args: &CompareArgs, pinned: bool) -> anyhow::Result<Settings> {
+        anyhow::ensure!(!args.duration.is_zero(), "--duration must be more than zero");
+        if let Some(rate) = args.rate {
+            anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
+        }
+        anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
+        let settings = Settings {
+            backends: dedup(&args.backends),
+            connections: dedup(&args.connections),
+            sizes: dedup(&args.sizes),
+            threads: dedup(&args.threads),
+            pipeline: dedup(&args.pipeline),
+            duration: args.duration,
+            warmup: args.warmup,
+            repeat: args.repeat,
+            mode: args.mode,
+            rate: args.rate,
+            client_threads: args.client_threads.max(1),
+            pinned,
+        };
+        anyhow::ensure!(
+            !settings.backends.is_empty()
+                && !settings.connections.is_empty()
+                && !settings.sizes.is_empty()
+                && !settings.threads.is_empty()
+                && !settings.pipeline.is_empty(),
+            "every list option needs at least one value"
+        );
+        Ok(settings)
+    }
+
+    /// Every cell, in the order of the table: grouped by size, pipeline
+    /// and threads, then by connections, with the backends side by side.
+    ///
+    /// A backend without threads of its own runs once per group of
+    /// threads, in the first group, at 1 thread.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for &size in &self.sizes {
+            for &pipeline in &self.pipeline {
+                for (i, &threads) in self.threads.iter().enumerate() {
+                    for &connections in &self.connections {
+                        for &backend in &self.backends {
+                            let threads = match (backend.backend.has_threads(), i) {
+                                (true, _) => threads,
+                                (false, 0) => 1,
+                                (false, _) => continue,
+                            };
+                            cells.push(Cell { backend, connections, size, threads, pipeline });
+                        }
+                    }
+                }
+            }
+        }
+        cells
+    }
+
+    /// Every run, in the order they go: each repeat goes once through
+    /// every cell, and the backends of one cell run one after the other
+    /// (A B C D A B C D ...), so a burst of noise on the machine falls on
+    /// all of them alike and the medians shrug it off.
+    pub fn runs(&self) -> Vec<(usize, Cell)> {
+        let cells = self.cells();
+        (0..self.repeat).flat_map(|repeat| cells.iter().map(move |&cell| (repeat, cell))).collect()
+    }
+
+    /// A rough guess at how long one run takes: warm-up, measurement, and
+    /// starting and stopping a server.
+    pub fn run_estimate(&self) -> Duration {
+        self.warmup.saturating_add(self.duration).saturating_add(Duration::from_millis(50))
+    }
+}
+
+fn dedup<T: PartialEq + Copy>(values: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(values.len());
+    for &v in values {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn mode_name<S: Serializer>(mode: &ModeArg, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&Mode::from(*mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::backends::BackendName;
+    use crate::cli::{Cli, Command};
+
+    fn settings(args: &[&str]) -> Settings {
+        let cli = Cli::parse_from(["echo-bench", "compare"].iter().chain(args));
+        match cli.command {
+            Some(Command::Compare(args)) => Settings::new(&args, false).unwrap(),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_cover_every_backend_and_select_poll() {
+        let s = settings(&[]);
+        let names: Vec<_> = s.backends.iter().map(|b| b.as_str()).collect();
+        assert_eq!(&names[..2], ["select", "select-poll"]);
+        for backend in BackendName::ALL {
+            assert!(names.contains(&backend.as_str()), "{names:?}");
+        }
+        assert_eq!(s.connections, [1, 50, 500]);
+        assert_eq!(s.runs().len(), names.len() * 3 * 5);
+    }
+
+    #[test]
+    fn runs_interleave_backends_and_spread_repeats() {
+        let s = settings(&["--backends", "mio,tokio", "--connections", "1,4", "--repeat", "2"]);
+        let order: Vec<_> = s.runs().iter().map(|(r, c)| (*r, c.backend.as_str(), c.connections)).collect();
+        assert_eq!(
+            order,
+            [
+                (0, "mio", 1),
+                (0, "tokio", 1),
+                (0, "mio", 4),
+                (0, "tokio", 4),
+                (1, "mio", 1),
+                (1, "tokio", 1),
+                (1, "mio", 4),
+                (1, "tokio", 4)
+            ]
+        );
+    }
+
+    #[test]
+    fn select_runs_once_whatever_the_threads() {
+        let s = settings(&["--backends", "select,mio,mio", "--threads", "2,4", "--connections", "1"]);
+        let cells: Vec<_> = s.cells().iter().map(|c| (c.backend.as_str(), c.threads)).collect();
+        assert_eq!(cells, [("select", 1), ("mio", 2), ("mio", 4)]);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["echo-bench", "compare"].iter().chain(args));
+        assert!(parse(&["--backends", "nosuch"]).is_err());
+        assert!(parse(&["--connections", "0"]).is_err());
+        assert!(parse(&["--repeat", "0"]).is_err());
+        assert!(parse(&["--backends", "select-poll,async-std"]).is_ok());
+    }
+}

@@ -1,0 +1,179 @@
+//! `echo-bench compare`: every backend under the same loads, side by side.
+//!
+//! The comparison is a matrix: backends × connections × message sizes ×
+//! server threads × pipeline depths, each cell run `--repeat` times. Every
+//! run starts a fresh `echo-bench serve` child, so the server's CPU time and
+//! peak memory are its own and read from `/proc`, and no run inherits
+//! another's heap or sockets. Runs are interleaved across backends and
+//! repeats are spread over the whole comparison (see [`Settings::runs`]), so
+//! noise on the machine lands on every backend alike.
+//!
+//! The output is a Markdown table of medians with their min–max on stdout
+//! and, with `--out DIR`, `results.json` (every run's full report, the
+//! medians, the environment) and SVG charts. A failed run is reported on
+//! stderr and in results.json, left out of every figure, and makes the
+//! command exit non-zero.
+//!
+//! ```text
+//! echo-bench compare --backends select,select-poll,mio --connections 1,50 --pin --out results/
+//! ```
+
+mod args;
+pub mod charts;
+pub mod env;
+pub mod matrix;
+mod progress;
+pub mod results;
+pub mod stats;
+pub mod summary;
+pub mod table;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use args::{CompareArgs, Contender};
+pub use matrix::{Cell, Settings};
+
+use crate::child::ServerProcess;
+use crate::cli::{PollerArg, ServerArgs};
+use crate::load::{self, LoadConfig, LoadError, Observed, Report};
+use crate::procfs;
+use env::Environment;
+use progress::Progress;
+use results::{Failure, Results, Run};
+use summary::CellSummary;
+
+/// How long a server may drain when a run is over; its clients have
+/// closed by then, so it needs next to none.
+const DRAIN: &str = "1s";
+
+/// Runs `echo-bench compare`; returns whether every run succeeded.
+pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
+    let pinned = args.pin && procfs::cpu_count() >= 2;
+    if args.pin && !pinned {
+        tracing::warn!("--pin needs two CPUs; running unpinned");
+    }
+    let settings = Settings::new(args, pinned)?;
+    // Before any run, so that a bad --out costs no time.
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let exe = std::env::current_exe().context("cannot find the echo-bench executable")?;
+    let env = Environment::capture();
+
+    let order = settings.runs();
+    let progress = Progress::new(&settings, order.len());
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
+    for (index, &(repeat, cell)) in order.iter().enumerate() {
+        progress.start(&cell);
+        match run_one(&exe, &settings, &cell) {
+            Ok(report) => {
+                progress.finish(index, repeat, &cell, Ok(&report));
+                runs.push(Run { cell, repeat, report });
+            }
+            Err(err) => {
+                progress.finish(index, repeat, &cell, Err(&err));
+                failures.push(Failure { cell, repeat, error: format!("{err:#}") });
+            }
+        }
+    }
+    progress.done();
+
+    let medians = summarize(&settings, &runs, &failures);
+    print!("{}", table::render(&settings, &medians));
+
+    let results = Results { env, settings, medians, runs, failures };
+    if let Some(dir) = &args.out {
+        results.write(&dir.join("results.json"))?;
+        charts::write_all(dir, &results.medians)?;
+        eprintln!("compare: wrote results.json and {} to {}", charts::FILES.join(", "), dir.display());
+    }
+    if results.failures.is_empty() {
+        return Ok(true);
+    }
+    eprintln!(
+        "echo-bench: {} of {} runs FAILED and were left out of the figures:",
+        results.failures.len(),
+        results.failures.len() + results.runs.len()
+    );
+    for f in &results.failures {
+        eprintln!("  {}, run {}: {}", progress::describe(&f.cell), f.repeat + 1, f.error);
+    }
+    Ok(false)
+}
+
+/// One run: a fresh server for `cell`, a verified load, the server stopped.
+/// Connection errors and a server that exits badly fail the run too: its
+/// figures would not be the backend's.
+pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<Report> {
+    let server_args = ServerArgs {
+        backend: cell.backend.backend,
+        mode: settings.mode,
+        read_size: echo_core::protocol::DEFAULT_READ_SIZE,
+        max_line: echo_core::protocol::DEFAULT_MAX_LINE,
+        threads: cell.threads,
+        poller: match cell.backend.poller {
+            backend_select::Poller::Select => PollerArg::Select,
+            backend_select::Poller::Poll => PollerArg::Poll,
+        },
+        max_connections: None,
+        idle_timeout: None,
+    };
+    let mut serve_args = server_args.to_args();
+    serve_args.extend(["--drain".to_owned(), DRAIN.to_owned()]);
+    if settings.pinned {
+        serve_args.extend(["--cpu".to_owned(), "1".to_owned()]);
+    }
+    let server = ServerProcess::start(exe, &serve_args).context("the server did not start")?;
+    let config = LoadConfig {
+        addr: server.addr(),
+        mode: settings.mode.into(),
+        connections: cell.connections,
+        size: cell.size,
+        duration: settings.duration,
+        warmup: settings.warmup,
+        pipeline: cell.pipeline,
+        rate: settings.rate,
+        client_threads: settings.client_threads,
+        client_cpu: settings.pinned.then_some(0),
+        progress: false,
+    };
+    let outcome = load::run(&config, Some(&server as &dyn Observed));
+    let stopped = server.stop(Duration::from_secs(10));
+    let report = match outcome {
+        Ok(report) => report,
+        Err(LoadError::Mismatch { connection, mismatch }) => {
+            anyhow::bail!("wrong reply on connection {connection}: {mismatch}")
+        }
+        Err(LoadError::Other(err)) => return Err(err.context("the load failed")),
+    };
+    let e = &report.errors;
+    anyhow::ensure!(
+        e.total() == 0,
+        "{} connection errors ({} reset, {} closed early, {} broken pipe, {} other)",
+        e.total(),
+        e.reset,
+        e.closed,
+        e.broken_pipe,
+        e.other
+    );
+    let status = stopped.context("stopping the server")?;
+    anyhow::ensure!(status.success(), "the server exited badly after the run: {status}");
+    Ok(report)
+}
+
+/// Each cell's medians over its successful runs, in the order of the table.
+pub fn summarize(settings: &Settings, runs: &[Run], failures: &[Failure]) -> Vec<CellSummary> {
+    settings
+        .cells()
+        .into_iter()
+        .map(|cell| {
+            let reports: Vec<&Report> = runs.iter().filter(|r| r.cell == cell).map(|r| &r.report).collect();
+            let failed = failures.iter().filter(|f| f.cell == cell).count();
+            CellSummary::new(cell, &reports, failed)
+        })
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! The Markdown table `echo-bench compare` prints.
+
+use std::fmt::Write;
+
+use super::matrix::{Cell, Settings};
+use super::stats::Spread;
+use super::summary::CellSummary;
+
+/// One load parameter of a cell, read for its column.
+type Param = fn(&Cell) -> usize;
+
+/// The table: one line describing what every run shared, then a row per
+/// cell with the median and (min–max) of each figure, then footnotes for
+/// the rows that need them.
+pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n", preamble(settings, summaries));
+
+    // Only the parameters that vary get a column; the rest are in the preamble.
+    let varies = |f: fn(&Cell) -> usize| summaries.iter().any(|s| f(&s.cell) != f(&summaries[0].cell));
+    let mut params: Vec<(&str, Param)> = vec![("connections", |c| c.connections)];
+    if varies(|c| c.size) {
+        params.push(("size (B)", |c| c.size));
+    }
+    if varies(|c| c.threads) {
+        params.push(("threads", |c| c.threads));
+    }
+    if varies(|c| c.pipeline) {
+        params.push(("pipeline", |c| c.pipeline));
+    }
+    let figures = [
+        "round trips/s",
+        "p50 latency (µs)",
+        "p99 latency (µs)",
+        "server CPU (µs/round trip)",
+        "client CPU (µs/round trip)",
+        "server peak RSS (MiB)",
+    ];
+
+    let header: Vec<&str> =
+        ["backend"].into_iter().chain(params.iter().map(|p| p.0)).chain(figures).collect();
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let align: Vec<&str> =
+        header.iter().enumerate().map(|(i, _)| if i == 0 { "---" } else { "---:" }).collect();
+    let _ = writeln!(out, "| {} |", align.join(" | "));
+
+    for s in summaries {
+        let mut name = s.cell.backend.to_string();
+        if s.client_saturated {
+            name.push('*');
+        }
+        if s.failed > 0 {
+            name.push('†');
+        }
+        let mut row = vec![name];
+        row.extend(params.iter().map(|(_, f)| f(&s.cell).to_string()));
+        if s.runs == 0 {
+            row.extend(figures.iter().map(|_| "failed".to_owned()));
+        } else {
+            let mib = s.server_peak_rss_kib.map(|k| scale(k, 1.0 / 1024.0));
+            for (spread, format) in [
+                (s.round_trips_per_s, whole as fn(f64) -> String),
+                (s.latency_p50_us, short),
+                (s.latency_p99_us, short),
+                (s.server_cpu_us_per_round_trip, short),
+                (s.client_cpu_us_per_round_trip, short),
+                (mib, one_decimal),
+            ] {
+                row.push(cell(spread, format));
+            }
+        }
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+
+    let notes = footnotes(summaries);
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\n{notes}");
+    }
+    out
+}
+
+fn preamble(settings: &Settings, summaries: &[CellSummary]) -> String {
+    let mut fixed = Vec::new();
+    let first = summaries.first().map(|s| s.cell);
+    let same = |f: fn(&Cell) -> usize| first.is_some_and(|c| summaries.iter().all(|s| f(&s.cell) == f(&c)));
+    if let Some(c) = first {
+        if same(|c| c.size) {
+            fixed.push(format!("{} B messages", c.size));
+        }
+        if same(|c| c.threads) {
+            fixed.push(format!("{} server thread{}", c.threads, if c.threads == 1 { "" } else { "s" }));
+        }
+        if same(|c| c.pipeline) {
+            fixed.push(format!("pipeline {}", c.pipeline));
+        }
+    }
+    let load = match settings.rate {
+        Some(rate) => format!("open loop at {rate:.0} round trips/s (latency from each message's due time)"),
+        None => "closed loop".to_owned(),
+    };
+    let pinning = if settings.pinned { "server on CPU 1, client on CPU 0" } else { "not pinned" };
+    let mut text = format!("Mode {}, {load}", echo_core::Mode::from(settings.mode));
+    for f in fixed {
+        let _ = write!(text, ", {f}");
+    }
+    let _ = write!(
+        text,
+        ", {} client thread{}, {} measured after {} warm-up, {pinning}. \
+         Each figure: median (min–max) of {} run{} per cell, each against a fresh server process.",
+        settings.client_threads,
+        if settings.client_threads == 1 { "" } else { "s" },
+        humantime::format_duration(settings.duration),
+        humantime::format_duration(settings.warmup),
+        settings.repeat,
+        if settings.repeat == 1 { "" } else { "s" },
+    );
+    text
+}
+
+fn footnotes(summaries: &[CellSummary]) -> String {
+    let mut notes = String::new();
+    if summaries.iter().any(|s| s.client_saturated) {
+        let _ = writeln!(
+            notes,
+            "`*` The load generator was saturated (it used most of a core per thread) in at least one \
+             run: the client, not only the server, limited that row."
+        );
+    }
+    let failed: Vec<String> = summaries
+        .iter()
+        .filter(|s| s.failed > 0)
+        .map(|s| {
+            format!(
+                "{} at {} connections ({} of {})",
+                s.cell.backend,
+                s.cell.connections,
+                s.failed,
+                s.failed + s.runs
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            notes,
+            "`†` Runs FAILED and left out of the figures (the errors are on stderr and in results.json): {}.",
+            failed.join(", ")
+        );
+    }
+    notes
+}
+
+/// `median (min–max)`, or the median alone when all are equal; `–` when
+/// nothing was measured.
+fn cell(spread: Option<Spread>, format: fn(f64) -> String) -> String {
+    match spread {
+        None => "–".to_owned(),
+        Some(s) if s.min == s.max => format(s.median),
+        Some(s) => format!("{} ({}–{})", format(s.median), format(s.min), format(s.max)),
+    }
+}
+
+fn scale(s: Spread, by: f64) -> Spread {
+    Spread { median: s.median * by, min: s.min * by, max: s.max * by }
+}
+
+fn whole(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn one_decimal(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// Three significant figures or so: 1234, 123, 12.3, 1.23.
+fn short(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        _ => format!("{v:.2}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::BackendName;
+    use crate::compare::Contender;
+    use backend_select::Poller;
+    use std::time::Duration;
+
+    fn settings() -> Settings {
+        Settings {
+            backends: Contender::all(),
+            connections: vec![1, 50],
+            sizes: vec![64],
+            threads: vec![1],
+            pipeline: vec![1],
+            duration: Duration::from_secs(2),
+            warmup: Duration::from_secs(1),
+            repeat: 3,
+            mode: crate::cli::ModeArg::Got,
+            rate: None,
+            client_threads: 1,
+            pinned: true,
+        }
+    }
+
+    fn summary(backend: Contender, connections: usize, runs: usize, failed: usize) -> CellSummary {
+        let spread = |median, min, max| Some(Spread { median, min, max });
+        CellSummary {
+            cell: Cell { backend, connections, size: 64, threads: 1, pipeline: 1 },
+            runs,
+            failed,
+            client_saturated: connections > 1,
+            round_trips_per_s: spread(45_000.4, 44_000.0, 46_000.0),
+            latency_p50_us: spread(21.04, 20.0, 22.5),
+            latency_p99_us: spread(150.0, 150.0, 150.0),
+            server_cpu_us_per_round_trip: spread(12.345, 12.0, 13.0),
+            client_cpu_us_per_round_trip: None,
+            server_peak_rss_kib: spread(2048.0, 2048.0, 3072.0),
+        }
+    }
+
+    #[test]
+    fn rows_show_median_spread_and_marks() {
+        let select = Contender { backend: BackendName::Select, poller: Poller::Poll };
+        let mio = Contender { backend: BackendName::Mio, poller: Poller::Select };
+        let table =
+            render(&settings(), &[summary(select, 1, 3, 0), summary(mio, 50, 2, 1), summary(mio, 1, 0, 3)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("Mode got, closed loop, 64 B messages, 1 server thread, pipeline 1"));
+        assert!(lines[0].contains("median (min–max) of 3 runs"), "{}", lines[0]);
+        assert_eq!(
+            lines[2],
+            "| backend | connections | round trips/s | p50 latency (µs) | p99 latency (µs) \
+             | server CPU (µs/round trip) | client CPU (µs/round trip) | server peak RSS (MiB) |"
+        );
+        assert_eq!(
+            lines[4],
+            "| select-poll | 1 | 45000 (44000–46000) | 21.0 (20.0–22.5) | 150 | 12.3 (12.0–13.0) | – | 2.0 (2.0–3.0) |"
+        );
+        assert!(lines[5].starts_with("| mio*† | 50 | 45000 "), "{}", lines[5]);
+        assert!(lines[6].starts_with("| mio† | 1 | failed | failed"), "{}", lines[6]);
+        assert!(table.contains("`*` The load generator was saturated"));
+        assert!(table.contains("mio at 50 connections (1 of 3), mio at 1 connections (3 of 3)"), "{table}");
+    }
+
+    #[test]
+    fn numbers_keep_about_three_figures() {
+        assert_eq!(short(1234.5), "1234");
+        assert_eq!(short(12.345), "12.3");
+        assert_eq!(short(1.2345), "1.23");
+    }
+}

@@ -1,0 +1,356 @@
+//! One load-generator thread: a mio event loop over its share of the
+//! connections. It does not share a runtime with any server it measures.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+use super::pattern::{Checker, Mismatch, Pattern};
+use super::{Errors, LoadConfig};
+use crate::procfs::{self, CpuTime};
+
+const TIMER: Token = Token(usize::MAX);
+
+/// How early an open-loop send may go out to share a wake-up with others.
+const SEND_AHEAD: Duration = Duration::from_micros(50);
+
+/// What every thread of one run shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// When measuring starts (the warm-up ends).
+    pub(crate) measure_from: Instant,
+    /// When the run ends.
+    pub(crate) end: Instant,
+    /// Set on the first mismatch: every thread stops, the run is void.
+    pub(crate) abort: AtomicBool,
+    /// Round trips completed so far, warm-up included, for the progress bar.
+    pub(crate) progress: AtomicU64,
+}
+
+/// What one thread measured, between `measure_from` and `end`.
+#[derive(Debug)]
+pub(crate) struct ThreadResult {
+    pub(crate) latency_ns: Histogram<u64>,
+    pub(crate) per_connection: Vec<u64>,
+    pub(crate) bytes_out: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) errors: Errors,
+    pub(crate) cpu: CpuTime,
+    pub(crate) mismatch: Option<(usize, Mismatch)>,
+}
+
+/// One connection of the load generator.
+struct Conn {
+    stream: TcpStream,
+    /// Global connection number, for reports.
+    id: usize,
+    pattern: Pattern,
+    checker: Checker,
+    /// Request bytes queued but not yet written, from `out_pos` on.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Messages queued so far.
+    queued: u64,
+    /// Messages whose reply was fully verified.
+    completed: u64,
+    /// Start time of each message in flight: when it was sent (closed loop)
+    /// or when it was due (open loop), oldest first.
+    in_flight: VecDeque<Instant>,
+    /// Open loop: messages already due that wait for a free slot in the
+    /// pipeline. Their latency counts from when they were due.
+    overdue: VecDeque<Instant>,
+    /// Round trips completed inside the measured window.
+    measured: u64,
+    alive: bool,
+}
+
+impl Conn {
+    /// Queues messages while the pipeline has room.
+    fn fill(&mut self, pipeline: usize, open_loop: bool, now: Instant) {
+        while self.in_flight.len() < pipeline {
+            let start = if open_loop {
+                // A message sent late counts from when it was due (that is
+                // the coordinated-omission correction); one sent a little
+                // early, to batch sends, counts from when it was sent.
+                match self.overdue.pop_front() {
+                    Some(due) => due.max(now),
+                    None => break,
+                }
+            } else {
+                now
+            };
+            if self.out_pos == self.out.len() {
+                self.out.clear();
+                self.out_pos = 0;
+            }
+            self.pattern.message(self.queued, &mut self.out);
+            self.queued += 1;
+            self.in_flight.push_back(start);
+        }
+    }
+
+    /// Writes what it can; `WouldBlock` leaves the rest for the next
+    /// writable event.
+    fn flush(&mut self) -> io::Result<usize> {
+        let mut written = 0;
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_pos += n;
+                    written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Runs one thread's connections until `shared.end`.
+pub(crate) fn run(
+    config: &LoadConfig,
+    streams: Vec<(usize, std::net::TcpStream)>,
+    thread_index: usize,
+    shared: &Arc<Shared>,
+) -> io::Result<ThreadResult> {
+    if let Some(cpu) = config.client_cpu {
+        procfs::pin_current_thread(cpu)?;
+    }
+    let mut poll = Poll::new()?;
+    let mut conns = Vec::with_capacity(streams.len());
+    for (slot, (id, stream)) in streams.into_iter().enumerate() {
+        stream.set_nonblocking(true)?;
+        let mut stream = TcpStream::from_std(stream);
+        // Both interests once: mio is edge-triggered, and a writable edge
+        // only comes after a write that did not fit, so this costs nothing
+        // while writes succeed at once.
+        poll.registry().register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)?;
+        let pattern = Pattern::new(id as u64, config.size, config.mode);
+        conns.push(Conn {
+            stream,
+            id,
+            pattern,
+            checker: Checker::new(pattern, config.mode),
+            out: Vec::new(),
+            out_pos: 0,
+            queued: 0,
+            completed: 0,
+            in_flight: VecDeque::new(),
+            overdue: VecDeque::new(),
+            measured: 0,
+            alive: true,
+        });
+    }
+
+    // Open loop: this thread's share of the rate, as one schedule of send
+    // times spread over its connections in turn. A precise timer (timerfd,
+    // nanoseconds) wakes the loop at each send time; poll's own timeout
+    // counts in milliseconds, which would add up to 1 ms to every latency.
+    let open_loop = config.rate.is_some();
+    let threads = config.client_threads.max(1) as f64;
+    let interval = config.rate.map(|r| Duration::from_secs_f64(threads / r.max(1e-3)));
+    let mut timer = None;
+    if open_loop {
+        let _ = nix::sys::prctl::set_timerslack(1_000);
+        let fd = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK).map_err(io::Error::from)?;
+        poll.registry().register(&mut SourceFd(&fd.as_fd_raw()), TIMER, Interest::READABLE)?;
+        timer = Some(fd);
+    }
+    let start = Instant::now();
+    // Threads start their schedules staggered so their sends interleave.
+    let mut next_due = interval.map(|i| start + i.mul_f64(thread_index as f64 / threads));
+    let mut next_conn = 0;
+
+    let mut result = ThreadResult {
+        latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(io::Error::other)?,
+        per_connection: Vec::new(),
+        bytes_out: 0,
+        bytes_in: 0,
+        errors: Errors::default(),
+        cpu: CpuTime::default(),
+        mismatch: None,
+    };
+    let pipeline = config.pipeline.max(1);
+    let mut measuring = false;
+    let mut cpu_start = CpuTime::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut events = Events::with_capacity(1024);
+
+    for conn in conns.iter_mut() {
+        conn.fill(pipeline, open_loop, start);
+        if let Err(e) = conn.flush() {
+            result.errors.record(&e);
+            conn.alive = false;
+        }
+    }
+
+    loop {
+        let now = Instant::now();
+        if now >= shared.end || shared.abort.load(Relaxed) {
+            break;
+        }
+        if !measuring && now >= shared.measure_from {
+            measuring = true;
+            cpu_start = procfs::thread_cpu()?;
+        }
+        if let (Some(due), Some(interval)) = (next_due.as_mut(), interval) {
+            // Every send whose time has come goes to the next connection in
+            // turn; a connection whose pipeline is full keeps it as overdue.
+            // Sends due within SEND_AHEAD go now, so one wake-up serves a
+            // batch instead of one timer interrupt per message.
+            while *due <= now + SEND_AHEAD && !conns.is_empty() {
+                let count = conns.len();
+                let conn = &mut conns[next_conn];
+                next_conn = (next_conn + 1) % count;
+                conn.overdue.push_back(*due);
+                *due += interval;
+                if conn.alive {
+                    conn.fill(pipeline, true, now);
+                    match conn.flush() {
+                        Ok(n) if measuring => result.bytes_out += n as u64,
+                        Ok(_) => {}
+                        Err(e) => {
+                            result.errors.record(&e);
+                            conn.alive = false;
+                        }
+                    }
+                }
+            }
+            if let Some(timer) = &timer {
+                let wait = due.saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
+                timer
+                    .set(Expiration::OneShot(TimeSpec::from_duration(wait)), TimerSetTimeFlags::empty())
+                    .map_err(io::Error::from)?;
+            }
+        }
+
+        let mut timeout = shared.end.saturating_duration_since(now);
+        if !measuring {
+            timeout = timeout.min(shared.measure_from.saturating_duration_since(now));
+        }
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for event in events.iter() {
+            if event.token() == TIMER {
+                // Nothing to read: arming the timer again (above) resets its
+                // expiration count, and its next expiry is a new edge.
+                continue;
+            }
+            let Some(conn) = conns.get_mut(event.token().0) else { continue };
+            if !conn.alive {
+                continue;
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                if let Err(failure) =
+                    read_replies(conn, &mut buf, pipeline, open_loop, measuring, shared, &mut result)
+                {
+                    match failure {
+                        ReadFailure::Io(e) => result.errors.record(&e),
+                        ReadFailure::Mismatch(m) => {
+                            result.mismatch = Some((conn.id, m));
+                            shared.abort.store(true, Relaxed);
+                        }
+                    }
+                    conn.alive = false;
+                    let _ = poll.registry().deregister(&mut conn.stream);
+                    continue;
+                }
+            }
+            match conn.flush() {
+                Ok(n) if measuring => result.bytes_out += n as u64,
+                Ok(_) => {}
+                Err(e) => {
+                    result.errors.record(&e);
+                    conn.alive = false;
+                    let _ = poll.registry().deregister(&mut conn.stream);
+                }
+            }
+        }
+    }
+
+    if measuring {
+        result.cpu = procfs::thread_cpu()?.since(cpu_start);
+    }
+    result.per_connection = conns.iter().map(|c| c.measured).collect();
+    Ok(result)
+}
+
+enum ReadFailure {
+    Io(io::Error),
+    Mismatch(Mismatch),
+}
+
+/// Reads and checks every reply byte available, completing round trips.
+fn read_replies(
+    conn: &mut Conn,
+    buf: &mut [u8],
+    pipeline: usize,
+    open_loop: bool,
+    measuring: bool,
+    shared: &Shared,
+    result: &mut ThreadResult,
+) -> Result<(), ReadFailure> {
+    loop {
+        let n = match conn.stream.read(buf) {
+            Ok(0) => return Err(ReadFailure::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ReadFailure::Io(e)),
+        };
+        conn.checker.feed(&buf[..n]).map_err(ReadFailure::Mismatch)?;
+        if measuring {
+            result.bytes_in += n as u64;
+        }
+        let size = conn.pattern.size();
+        let now = Instant::now();
+        let mut done = 0;
+        while conn.checker.verified() >= (conn.completed + 1) * size {
+            conn.completed += 1;
+            done += 1;
+            let started = conn.in_flight.pop_front().unwrap_or(now);
+            if measuring && now < shared.end {
+                conn.measured += 1;
+                let ns = now.saturating_duration_since(started).as_nanos() as u64;
+                result.latency_ns.saturating_record(ns.max(1));
+            }
+        }
+        if done > 0 {
+            shared.progress.fetch_add(done, Relaxed);
+            conn.fill(pipeline, open_loop, now);
+        }
+        // A short read means the socket is drained; another read would only
+        // return WouldBlock, which costs a system call per message.
+        if n < buf.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// The raw descriptor of a timer, for registering with mio.
+trait AsFdRaw {
+    fn as_fd_raw(&self) -> std::os::fd::RawFd;
+}
+
+impl AsFdRaw for TimerFd {
+    fn as_fd_raw(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.as_fd().as_raw_fd()
+    }
+}

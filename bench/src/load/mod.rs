@@ -1,0 +1,178 @@
+//! `echo-bench load`: a load generator that verifies every reply byte while
+//! it measures.
+//!
+//! Closed loop (the default) keeps `pipeline` messages in flight on every
+//! connection and sends the next as soon as a reply is complete. Open loop
+//! (`--rate`) sends on a fixed schedule and measures each round trip from
+//! the time its message was *due*, not when it could finally be sent, so a
+//! server stall shows in the percentiles instead of silently slowing the
+//! client down (coordinated omission).
+
+mod client;
+pub mod command;
+pub mod pattern;
+mod report;
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use echo_core::Mode;
+
+pub use report::{CLIENT_SATURATED, Errors, Latency, Report, ServerFigures};
+
+use crate::procfs;
+
+/// What one load run does.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// The server to load.
+    pub addr: SocketAddr,
+    /// The mode the server answers in: replies are checked against it.
+    pub mode: Mode,
+    /// Connections opened before the run starts and held until it ends.
+    pub connections: usize,
+    /// Bytes per message (in `line` mode the last is the `\n`).
+    pub size: usize,
+    /// Time measured, after the warm-up.
+    pub duration: Duration,
+    /// Time loaded but not measured, so caches, buffers and the CPU's clock
+    /// settle first.
+    pub warmup: Duration,
+    /// Messages in flight per connection.
+    pub pipeline: usize,
+    /// Open loop at this many round trips per second in total; `None` is
+    /// closed loop.
+    pub rate: Option<f64>,
+    /// Threads of the load generator.
+    pub client_threads: usize,
+    /// Pin the load generator's threads to this CPU.
+    pub client_cpu: Option<usize>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Why a run produced no valid figures.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A reply differed from what the server should have sent.
+    #[error("connection {connection}: {mismatch}")]
+    Mismatch {
+        /// The connection that received it.
+        connection: usize,
+        /// The first wrong byte.
+        mismatch: pattern::Mismatch,
+    },
+    /// Anything else: connecting, a client thread failing.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A server whose CPU time and memory the run can read from `/proc`.
+pub trait Observed {
+    /// The server's process id.
+    fn pid(&self) -> u32;
+}
+
+impl Observed for crate::child::ServerProcess {
+    fn pid(&self) -> u32 {
+        crate::child::ServerProcess::pid(self)
+    }
+}
+
+/// Runs the load and returns what it measured. `server`, when the server is
+/// a process of ours, adds its CPU time and peak memory to the report.
+pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report, LoadError> {
+    validate(config)?;
+    let threads = config.client_threads.clamp(1, config.connections);
+
+    let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
+    for id in 0..config.connections {
+        let stream = TcpStream::connect_timeout(&config.addr, Duration::from_secs(10))
+            .with_context(|| format!("connection {id} to {}", config.addr))?;
+        stream.set_nodelay(true).context("TCP_NODELAY")?;
+        shares[id % threads].push((id, stream));
+    }
+
+    let start = Instant::now();
+    let shared = Arc::new(client::Shared {
+        measure_from: start + config.warmup,
+        end: start + config.warmup + config.duration,
+        abort: AtomicBool::new(false),
+        progress: AtomicU64::new(0),
+    });
+    let handles: Vec<_> = shares
+        .into_iter()
+        .enumerate()
+        .map(|(index, streams)| {
+            let config = LoadConfig { client_threads: threads, ..config.clone() };
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(format!("load-{index}"))
+                .spawn(move || client::run(&config, streams, index, &shared))
+        })
+        .collect::<io::Result<_>>()
+        .context("starting client threads")?;
+
+    let bar = report::progress_bar(config, start, &shared);
+    let server_start =
+        wait_until(shared.measure_from, start, &shared, &bar).and_then(|()| server_cpu(server));
+    wait_until(shared.end, start, &shared, &bar).context("waiting for the run to end")?;
+    let server_end = server_cpu(server);
+    let peak_rss_kib = server.and_then(|s| procfs::status_kib(s.pid(), "VmHWM").ok());
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        let result = handle.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
+        results.push(result.context("client thread")?);
+    }
+    if let Some((connection, mismatch)) = results.iter_mut().find_map(|r| r.mismatch.take()) {
+        return Err(LoadError::Mismatch { connection, mismatch });
+    }
+    let server = match (server_start, server_end) {
+        (Ok(Some(a)), Ok(Some(b))) => Some((b.since(a), peak_rss_kib)),
+        _ => None,
+    };
+    Ok(Report::from_results(config, threads, results, server))
+}
+
+fn validate(config: &LoadConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(config.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(config.size > 0, "--size must be at least 1 byte");
+    anyhow::ensure!(!config.duration.is_zero(), "--duration must be more than zero");
+    if let Some(rate) = config.rate {
+        anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
+    }
+    Ok(())
+}
+
+/// Sleeps until `when`, ticking the progress bar; returns early if a thread
+/// aborted the run.
+fn wait_until(
+    when: Instant,
+    start: Instant,
+    shared: &client::Shared,
+    bar: &Option<indicatif::ProgressBar>,
+) -> io::Result<()> {
+    loop {
+        let now = Instant::now();
+        if now >= when || shared.abort.load(Relaxed) {
+            return Ok(());
+        }
+        if let Some(bar) = bar {
+            bar.set_position(now.saturating_duration_since(start).as_millis() as u64);
+            bar.set_message(format!("{} round trips", shared.progress.load(Relaxed)));
+        }
+        std::thread::sleep((when - now).min(Duration::from_millis(100)));
+    }
+}
+
+fn server_cpu(server: Option<&dyn Observed>) -> io::Result<Option<procfs::CpuTime>> {
+    server.map(|s| procfs::process_cpu(s.pid())).transpose()
+}

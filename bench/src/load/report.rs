@@ -1,0 +1,288 @@
+//! The figures of one load run, as text and as JSON.
+
+use std::fmt;
+use std::io::{self, IsTerminal};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use super::LoadConfig;
+use super::client::{Shared, ThreadResult};
+use crate::procfs::CpuTime;
+
+/// Above this share of a core per client thread, the client, not the server,
+/// was probably what limited the run.
+pub const CLIENT_SATURATED: f64 = 0.85;
+
+/// Errors seen by the clients, by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Errors {
+    /// The server reset the connection.
+    pub reset: u64,
+    /// The server closed the connection while replies were due.
+    pub closed: u64,
+    /// A write failed because the peer was gone.
+    pub broken_pipe: u64,
+    /// Anything else.
+    pub other: u64,
+}
+
+impl Errors {
+    /// Counts `err` under its kind.
+    pub fn record(&mut self, err: &io::Error) {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => self.reset += 1,
+            io::ErrorKind::UnexpectedEof => self.closed += 1,
+            io::ErrorKind::BrokenPipe => self.broken_pipe += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// Every error.
+    pub fn total(&self) -> u64 {
+        self.reset + self.closed + self.broken_pipe + self.other
+    }
+
+    fn add(&mut self, other: &Errors) {
+        self.reset += other.reset;
+        self.closed += other.closed;
+        self.broken_pipe += other.broken_pipe;
+        self.other += other.other;
+    }
+}
+
+/// Round-trip latency percentiles, in microseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Slowest round trip.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// The server's figures, when it was a child process of this run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServerFigures {
+    /// CPU time over the measured window.
+    pub cpu: CpuTime,
+    /// CPU microseconds per round trip: the figure that separates backends
+    /// on a machine whose cores the client and server share.
+    pub cpu_us_per_round_trip: f64,
+    /// Share of one core used.
+    pub cpu_utilization: f64,
+    /// Peak resident memory (VmHWM), KiB.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The server's address.
+    pub addr: String,
+    /// The mode replies were checked against.
+    pub mode: String,
+    /// Connections held.
+    pub connections: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// Messages in flight per connection.
+    pub pipeline: usize,
+    /// Open-loop rate asked for; `None` for closed loop.
+    pub rate: Option<f64>,
+    /// Load-generator threads.
+    pub client_threads: usize,
+    /// Measured window, seconds.
+    pub duration_s: f64,
+    /// Round trips completed in the window.
+    pub round_trips: u64,
+    /// Round trips per second.
+    pub round_trips_per_s: f64,
+    /// Request megabytes (10^6) per second, client to server.
+    pub mb_per_s_out: f64,
+    /// Reply megabytes per second, server to client.
+    pub mb_per_s_in: f64,
+    /// Round-trip latency; open loop measures from each message's due time.
+    pub latency_us: Latency,
+    /// Round trips of the connection that completed the fewest.
+    pub slowest_connection: u64,
+    /// Round trips of the connection that completed the most.
+    pub fastest_connection: u64,
+    /// Errors, by kind.
+    pub errors: Errors,
+    /// The load generator's CPU time in the window.
+    pub client_cpu: CpuTime,
+    /// Client CPU microseconds per round trip.
+    pub client_cpu_us_per_round_trip: f64,
+    /// Share of one core each client thread used, on average.
+    pub client_cpu_utilization: f64,
+    /// Whether the client used most of its cores: then the run measured the
+    /// client as much as the server.
+    pub client_saturated: bool,
+    /// The server's CPU and memory, when it was our child.
+    pub server: Option<ServerFigures>,
+}
+
+impl Report {
+    pub(super) fn from_results(
+        config: &LoadConfig,
+        threads: usize,
+        results: Vec<ThreadResult>,
+        server: Option<(CpuTime, Option<u64>)>,
+    ) -> Report {
+        let mut latency = results[0].latency_ns.clone();
+        let mut errors = Errors::default();
+        let mut per_connection = Vec::new();
+        let (mut bytes_out, mut bytes_in) = (0, 0);
+        let mut client_cpu = CpuTime::default();
+        for (i, r) in results.iter().enumerate() {
+            if i > 0 {
+                let _ = latency.add(&r.latency_ns);
+            }
+            errors.add(&r.errors);
+            per_connection.extend_from_slice(&r.per_connection);
+            bytes_out += r.bytes_out;
+            bytes_in += r.bytes_in;
+            client_cpu = client_cpu.add(r.cpu);
+        }
+        let secs = config.duration.as_secs_f64();
+        let round_trips = latency.len();
+        let per_rt = |cpu: Duration| {
+            if round_trips == 0 { 0.0 } else { cpu.as_secs_f64() * 1e6 / round_trips as f64 }
+        };
+        let us = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
+        let client_cpu_utilization = client_cpu.total().as_secs_f64() / secs / threads as f64;
+        Report {
+            addr: config.addr.to_string(),
+            mode: config.mode.to_string(),
+            connections: config.connections,
+            size: config.size,
+            pipeline: config.pipeline,
+            rate: config.rate,
+            client_threads: threads,
+            duration_s: secs,
+            round_trips,
+            round_trips_per_s: round_trips as f64 / secs,
+            mb_per_s_out: bytes_out as f64 / secs / 1e6,
+            mb_per_s_in: bytes_in as f64 / secs / 1e6,
+            latency_us: Latency {
+                p50: us(0.5),
+                p90: us(0.9),
+                p99: us(0.99),
+                p999: us(0.999),
+                max: latency.max() as f64 / 1e3,
+                mean: latency.mean() / 1e3,
+            },
+            slowest_connection: per_connection.iter().copied().min().unwrap_or(0),
+            fastest_connection: per_connection.iter().copied().max().unwrap_or(0),
+            errors,
+            client_cpu,
+            client_cpu_us_per_round_trip: per_rt(client_cpu.total()),
+            client_cpu_utilization,
+            client_saturated: client_cpu_utilization > CLIENT_SATURATED,
+            server: server.map(|(cpu, peak_rss_kib)| ServerFigures {
+                cpu,
+                cpu_us_per_round_trip: per_rt(cpu.total()),
+                cpu_utilization: cpu.total().as_secs_f64() / secs,
+                peak_rss_kib,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.rate {
+            Some(rate) => format!("open loop at {rate:.0}/s, latency from each message's due time"),
+            None => "closed loop".to_owned(),
+        };
+        writeln!(
+            f,
+            "load on {} (mode {}): {} connections, {} B messages, pipeline {}, {kind}, {} client thread(s), {:.1} s measured",
+            self.addr,
+            self.mode,
+            self.connections,
+            self.size,
+            self.pipeline,
+            self.client_threads,
+            self.duration_s
+        )?;
+        writeln!(f, "  round trips     {} ({:.0}/s)", self.round_trips, self.round_trips_per_s)?;
+        writeln!(f, "  throughput      {:.2} MB/s out, {:.2} MB/s in", self.mb_per_s_out, self.mb_per_s_in)?;
+        let l = &self.latency_us;
+        writeln!(
+            f,
+            "  latency (µs)    p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        )?;
+        writeln!(
+            f,
+            "  per connection  slowest {} round trips, fastest {}",
+            self.slowest_connection, self.fastest_connection
+        )?;
+        let e = &self.errors;
+        if e.total() == 0 {
+            writeln!(f, "  errors          none")?;
+        } else {
+            writeln!(
+                f,
+                "  errors          {} reset, {} closed early, {} broken pipe, {} other",
+                e.reset, e.closed, e.broken_pipe, e.other
+            )?;
+        }
+        writeln!(
+            f,
+            "  client CPU      {:.2} µs per round trip ({:.0}% of a core per thread)",
+            self.client_cpu_us_per_round_trip,
+            self.client_cpu_utilization * 100.0
+        )?;
+        match &self.server {
+            Some(s) => {
+                write!(
+                    f,
+                    "  server CPU      {:.2} µs per round trip (user {:.2} s, system {:.2} s, {:.0}% of a core)",
+                    s.cpu_us_per_round_trip,
+                    s.cpu.user.as_secs_f64(),
+                    s.cpu.system.as_secs_f64(),
+                    s.cpu_utilization * 100.0
+                )?;
+                match s.peak_rss_kib {
+                    Some(kib) => writeln!(f, ", peak RSS {:.1} MiB", kib as f64 / 1024.0)?,
+                    None => writeln!(f)?,
+                }
+            }
+            None => writeln!(f, "  server CPU      not measured (the server is not a child of this run)")?,
+        }
+        writeln!(f, "  verified        every reply byte, 0 mismatches")?;
+        if self.client_saturated {
+            writeln!(
+                f,
+                "  warning: the client used {:.0}% of a core per thread: this run measured the client as much as the server",
+                self.client_cpu_utilization * 100.0
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A progress bar over the whole run on a terminal, or `None`.
+pub(super) fn progress_bar(config: &LoadConfig, start: Instant, shared: &Shared) -> Option<ProgressBar> {
+    if !config.progress || !io::stderr().is_terminal() {
+        return None;
+    }
+    let total = shared.end.saturating_duration_since(start).as_millis() as u64;
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{spinner} [{bar:40}] {elapsed}/{duration} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    Some(bar)
+}

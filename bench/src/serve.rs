@@ -1,0 +1,68 @@
+//! `echo-bench serve`: one backend on one address until a signal.
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::thread;
+
+use anyhow::Context;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::cli::ServeArgs;
+
+/// Serves until SIGINT or SIGTERM, then drains for `--drain` and returns.
+/// A second signal during the drain exits the process at once.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    // Register before serving, so a signal that comes early is not lost
+    // (and does not kill the process before the server can drain).
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    if let Some(cpu) = args.cpu {
+        // Before any server thread exists: threads inherit the affinity.
+        crate::procfs::pin_current_thread(cpu).with_context(|| format!("cannot pin to CPU {cpu}"))?;
+    }
+    if let Err(err) = echo_core::backend::raise_descriptor_limit() {
+        tracing::warn!(error = %err, "cannot raise the descriptor limit");
+    }
+    let config = args.server.config();
+    let backend = args.server.build();
+    let listener = echo_core::bind(args.addr)?;
+    let server = backend
+        .spawn(listener, &config)
+        .with_context(|| format!("cannot start the {} backend", backend.name()))?;
+
+    // Scripts read the bound address from this line (with port 0 it is the
+    // only way to learn it), so it goes to stdout and is flushed at once.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "listening on {} (backend {}, mode {}, threads {})",
+        server.local_addr(),
+        backend.name(),
+        config.mode,
+        config.threads
+    )?;
+    stdout.flush()?;
+    drop(stdout);
+    if args.addr.ip().is_unspecified() {
+        tracing::warn!(addr = %args.addr, "listening on every interface: reachable from the network");
+    }
+
+    let first = signals.forever().next();
+    tracing::info!(signal = ?first, drain = ?args.drain, "shutting down");
+    let (done_tx, done_rx) = mpsc::channel();
+    let drain = args.drain;
+    thread::spawn(move || {
+        let stats = server.stats();
+        server.shutdown(drain);
+        let _ = done_tx.send(stats);
+    });
+    thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("echo-bench: second signal, exiting at once");
+            std::process::exit(130);
+        }
+    });
+    let stats = done_rx.recv().context("the shutdown thread died")?;
+    tracing::info!(?stats, "stopped");
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The `echo-bench` binary as a user runs it: errors, `list`, `serve`,
+//! `check` and signals.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::ServerChild;
+
+fn echo_bench(args: &[&str]) -> io::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_echo-bench")).args(args).output()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn unknown_backend_lists_the_known_ones() -> io::Result<()> {
+    let out = echo_bench(&["--backend", "nope"])?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    for name in ["threads", "select", "mio", "tokio", "async-std", "smol", "uring"] {
+        assert!(err.contains(name), "{name} missing from: {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn port_in_use_names_the_address() -> io::Result<()> {
+    let taken = TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?.to_string();
+    let out = echo_bench(&["serve", "--backend", "mio", "--addr", &addr])?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&format!("address {addr} is already in use")), "{err}");
+    Ok(())
+}
+
+#[test]
+fn bad_address_is_refused() -> io::Result<()> {
+    let out = echo_bench(&["--addr", "localhost:no"])?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--addr"), "{}", stderr(&out));
+    Ok(())
+}
+
+#[test]
+fn list_names_every_backend_once() -> io::Result<()> {
+    let out = echo_bench(&["list"])?;
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<_> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, ["threads", "select", "mio", "tokio", "async-std", "smol", "uring"]);
+    assert!(text.contains("discontinued"), "async-std's line says it is discontinued");
+    Ok(())
+}
+
+/// Opens `nc`-style sessions at once and checks the seed's transcript on
+/// each, interleaved.
+fn seed_sessions(addr: std::net::SocketAddr) -> io::Result<()> {
+    let mut clients = (0..3).map(|_| TcpStream::connect(addr)).collect::<io::Result<Vec<_>>>()?;
+    for client in &clients {
+        client.set_read_timeout(Some(Duration::from_secs(10)))?;
+    }
+    for word in ["Hello\n", "World\n"] {
+        for client in &mut clients {
+            client.write_all(word.as_bytes())?;
+        }
+        for client in &mut clients {
+            let mut reply = vec![0; 4 + word.len()];
+            client.read_exact(&mut reply)?;
+            assert_eq!(reply, format!("GOT:{word}").as_bytes());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn no_subcommand_serves_like_the_seed_and_sigterm_exits_zero() -> io::Result<()> {
+    let mut server = ServerChild::start_command(&["--backend", "select"])?;
+    seed_sessions(server.addr)?;
+    server.signal("TERM")?;
+    let status = server.wait_timeout(Duration::from_secs(10))?;
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+#[test]
+fn check_passes_a_live_server_and_fails_a_broken_one() -> io::Result<()> {
+    let server = ServerChild::start(&["--backend", "mio", "--mode", "line"])?;
+    let addr = server.addr.to_string();
+    let out = echo_bench(&["check", "--addr", &addr, "--mode", "line"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.lines().filter(|l| l.starts_with("PASS ")).count() >= 10, "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+
+    // The same server checked in the wrong mode must fail, naming cases.
+    let out = echo_bench(&["check", "--addr", &addr, "--mode", "raw", "--case", "seed_transcript"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(text.starts_with("checking ") && text.contains("FAIL seed_transcript"), "{text}");
+    assert!(text.contains("0 passed, 1 failed"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn check_starts_a_backend_itself() -> io::Result<()> {
+    let out = echo_bench(&["check", "--backend", "select", "--poller", "poll", "--case", "seed_transcript"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("PASS seed_transcript"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn a_second_signal_exits_at_once() -> io::Result<()> {
+    let mut server = ServerChild::start(&["--backend", "tokio", "--drain", "30s"])?;
+    // A client that never reads keeps the drain busy for its whole 30 s.
+    let mut silent = TcpStream::connect(server.addr)?;
+    silent.set_nonblocking(true)?;
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < 64 << 20 {
+        match silent.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    server.signal("INT")?;
+    assert!(server.wait_timeout(Duration::from_millis(300)).is_err(), "still draining after one signal");
+    server.signal("INT")?;
+    let status = server.wait_timeout(Duration::from_secs(5))?;
+    assert!(!status.success(), "the second signal exits at once, non-zero: {status}");
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Helpers shared by the echo-bench integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An `echo-bench serve` child process, killed if the test ends early.
+pub struct ServerChild {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Kept open so the child never gets SIGPIPE writing its log line.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl ServerChild {
+    /// Starts `echo-bench serve --addr 127.0.0.1:0 ARGS...` and reads the
+    /// address it bound from its first line.
+    #[track_caller]
+    pub fn start(args: &[&str]) -> io::Result<Self> {
+        Self::start_command(&[&["serve"], args].concat())
+    }
+
+    /// Starts `echo-bench ARGS... --addr 127.0.0.1:0` (no implied `serve`).
+    #[track_caller]
+    pub fn start_command(args: &[&str]) -> io::Result<Self> {
+        Self::from_command(
+            Command::new(env!("CARGO_BIN_EXE_echo-bench")).args(args).args(["--addr", "127.0.0.1:0"]),
+        )
+    }
+
+    /// Starts `command`, which must run a server that prints the
+    /// `listening on ADDR` line first.
+    #[track_caller]
+    pub fn from_command(command: &mut Command) -> io::Result<Self> {
+        // Quiet unless the person running the tests asks for logs.
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "error");
+        }
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        match addr {
+            Some(addr) => Ok(ServerChild { child, addr, _stdout: stdout }),
+            None => {
+                let _ = child.kill();
+                Err(io::Error::other(format!("unexpected first line from serve: {line:?}")))
+            }
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the child.
+    pub fn signal(&self, signal: &str) -> io::Result<()> {
+        let status = Command::new("kill").args(["-s", signal, &self.pid().to_string()]).status()?;
+        if status.success() { Ok(()) } else { Err(io::Error::other("kill failed")) }
+    }
+
+    /// Waits for the child to exit, up to `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "server did not exit in time"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Descriptors the process `pid` has open now.
+pub fn fd_count(pid: u32) -> io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM, ...), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok()
+        })
+        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
+}
+
+/// Polls `condition` every few milliseconds until it holds or `timeout`
+/// passes; returns the error `what` on timeout.
+#[track_caller]
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> io::Result<bool>,
+) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition()? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("timed out waiting for {what}")));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,94 @@
+//! Thousands of connections held at once, each with a verified round trip,
+//! and every descriptor given back after the clients close.
+//!
+//! The server runs as an `echo-bench serve` child so that its descriptors
+//! and memory are its own, read from /proc.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{ServerChild, fd_count, status_kib, wait_until};
+
+const CONNECTIONS: usize = 5000;
+
+/// The test process holds 5,000 client sockets per case; running the cases
+/// one at a time keeps it far below the 20,000-descriptor limit.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn hold_many(args: &[&str]) -> io::Result<()> {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut server = ServerChild::start(&[args, &["--mode", "line"]].concat())?;
+    let pid = server.pid();
+    let baseline = fd_count(pid)?;
+
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let stream = TcpStream::connect(server.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        clients.push(stream);
+    }
+    // Every connection is open on the server side at the same time.
+    wait_until(Duration::from_secs(20), "the server to hold every connection", || {
+        Ok(fd_count(pid)? >= baseline + CONNECTIONS)
+    })?;
+    for (i, client) in clients.iter_mut().enumerate() {
+        writeln!(client, "client {i}")?;
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let expected = format!("GOT:client {i}\n");
+        let mut reply = vec![0; expected.len()];
+        client.read_exact(&mut reply)?;
+        assert_eq!(reply, expected.as_bytes(), "connection {i} got a wrong reply");
+    }
+    let peak_fds = fd_count(pid)?;
+    let peak_rss = status_kib(pid, "VmHWM")?;
+    eprintln!("{args:?}: {CONNECTIONS} connections, peak fds {peak_fds}, peak RSS {peak_rss} KiB");
+
+    drop(clients);
+    wait_until(Duration::from_secs(20), "the server's descriptors to return to baseline", || {
+        Ok(fd_count(pid)? <= baseline)
+    })?;
+    server.signal("TERM")?;
+    let status = server.wait_timeout(Duration::from_secs(10))?;
+    assert!(status.success(), "server exited with {status}");
+    Ok(())
+}
+
+#[test]
+fn select_with_poll_holds_5000() -> io::Result<()> {
+    hold_many(&["--backend", "select", "--poller", "poll"])
+}
+
+#[test]
+fn mio_holds_5000() -> io::Result<()> {
+    hold_many(&["--backend", "mio"])
+}
+
+#[test]
+fn tokio_holds_5000() -> io::Result<()> {
+    hold_many(&["--backend", "tokio"])
+}
+
+#[test]
+fn async_std_holds_5000() -> io::Result<()> {
+    hold_many(&["--backend", "async-std"])
+}
+
+#[test]
+fn smol_holds_5000() -> io::Result<()> {
+    hold_many(&["--backend", "smol"])
+}
+
+#[test]
+fn uring_holds_5000() -> io::Result<()> {
+    hold_many(&["--backend", "uring"])
+}
+
+#[test]
+fn threads_hold_5000() -> io::Result<()> {
+    hold_many(&["--backend", "threads"])
+}

@@ -1,1 +1,0 @@
-//! The shared conformance suite (being written).
