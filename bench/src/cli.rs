@@ -41,6 +41,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Load a server with verified round trips and report what it cost.
     Load(LoadArgs),
+    /// Hold many verified connections for a long time, watching the
+    /// server's descriptors and memory for leaks.
+    Soak(SoakArgs),
     /// Compare backends side by side: a Markdown table, JSON and SVG charts.
     ///
     /// Every cell of backends × connections × sizes × threads × pipeline is
@@ -262,6 +265,42 @@ pub struct LoadArgs {
     pub json: bool,
 
     /// The server to start (without --addr) and the mode to expect.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Options of `soak`.
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    /// Connections held open for the whole soak.
+    #[arg(short, long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub connections: usize,
+
+    /// Bytes per message.
+    #[arg(short, long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub size: usize,
+
+    /// How long to soak (e.g. 10m).
+    #[arg(short, long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Time loaded before the figures are measured.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+
+    /// Print a status line this often.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub every: Duration,
+
+    /// Messages in flight per connection.
+    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub pipeline: usize,
+
+    /// Open loop at this many round trips per second in total.
+    #[arg(short, long)]
+    pub rate: Option<f64>,
+
+    /// The server to start, as a child process.
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -27,3 +27,4 @@ pub mod load;
 pub mod logging;
 pub mod procfs;
 pub mod serve;
+pub mod soak;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use echo_bench::cli::{Cli, Command};
-use echo_bench::{check, compare, list, load, logging, serve};
+use echo_bench::{check, compare, list, load, logging, serve, soak};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve::run(args).map(|()| true),
         Some(Command::Check(args)) => check::run(args),
         Some(Command::Load(args)) => load::command::run(args),
+        Some(Command::Soak(args)) => soak::run(args),
         Some(Command::Compare(args)) => compare::run(args),
         Some(Command::List) => {
             list::run();

@@ -140,6 +140,7 @@ pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<R
         client_threads: settings.client_threads,
         client_cpu: settings.pinned.then_some(0),
         progress: false,
+        sample_every: None,
     };
     let outcome = load::run(&config, Some(&server as &dyn Observed));
     let stopped = server.stop(Duration::from_secs(10));

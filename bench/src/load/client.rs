@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) abort: AtomicBool,
     /// Round trips completed so far, warm-up included, for the progress bar.
     pub(crate) progress: AtomicU64,
+    /// Connection errors so far, warm-up included, for status lines.
+    pub(crate) errors: AtomicU64,
 }
 
 /// What one thread measured, between `measure_from` and `end`.
@@ -192,7 +194,7 @@ pub(crate) fn run(
     for conn in conns.iter_mut() {
         conn.fill(pipeline, open_loop, start);
         if let Err(e) = conn.flush() {
-            result.errors.record(&e);
+            record_error(&mut result, shared, &e);
             conn.alive = false;
         }
     }
@@ -223,7 +225,7 @@ pub(crate) fn run(
                         Ok(n) if measuring => result.bytes_out += n as u64,
                         Ok(_) => {}
                         Err(e) => {
-                            result.errors.record(&e);
+                            record_error(&mut result, shared, &e);
                             conn.alive = false;
                         }
                     }
@@ -261,7 +263,7 @@ pub(crate) fn run(
                     read_replies(conn, &mut buf, pipeline, open_loop, measuring, shared, &mut result)
                 {
                     match failure {
-                        ReadFailure::Io(e) => result.errors.record(&e),
+                        ReadFailure::Io(e) => record_error(&mut result, shared, &e),
                         ReadFailure::Mismatch(m) => {
                             result.mismatch = Some((conn.id, m));
                             shared.abort.store(true, Relaxed);
@@ -276,7 +278,7 @@ pub(crate) fn run(
                 Ok(n) if measuring => result.bytes_out += n as u64,
                 Ok(_) => {}
                 Err(e) => {
-                    result.errors.record(&e);
+                    record_error(&mut result, shared, &e);
                     conn.alive = false;
                     let _ = poll.registry().deregister(&mut conn.stream);
                 }
@@ -289,6 +291,12 @@ pub(crate) fn run(
     }
     result.per_connection = conns.iter().map(|c| c.measured).collect();
     Ok(result)
+}
+
+/// Counts a connection error for the report and for live status lines.
+fn record_error(result: &mut ThreadResult, shared: &Shared, err: &io::Error) {
+    result.errors.record(err);
+    shared.errors.fetch_add(1, Relaxed);
 }
 
 enum ReadFailure {

@@ -45,6 +45,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         client_threads: args.client_threads,
         client_cpu: pin.then_some(0),
         progress: !args.json,
+        sample_every: None,
     };
     let outcome = super::run(&config, server.as_ref().map(|s| s as &dyn Observed));
     if let Some(server) = server {

@@ -12,6 +12,7 @@ mod client;
 pub mod command;
 pub mod pattern;
 mod report;
+mod sample;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -23,6 +24,7 @@ use anyhow::Context;
 use echo_core::Mode;
 
 pub use report::{CLIENT_SATURATED, Errors, Latency, Report, ServerFigures};
+pub use sample::Sample;
 
 use crate::procfs;
 
@@ -53,6 +55,9 @@ pub struct LoadConfig {
     pub client_cpu: Option<usize>,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Take a [`Sample`] of the run this often (and print it on stderr), as
+    /// `echo-bench soak` does; `None` takes none.
+    pub sample_every: Option<Duration>,
 }
 
 /// Why a run produced no valid figures.
@@ -103,6 +108,7 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
         end: start + config.warmup + config.duration,
         abort: AtomicBool::new(false),
         progress: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
     });
     let handles: Vec<_> = shares
         .into_iter()
@@ -118,10 +124,13 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
         .context("starting client threads")?;
 
     let bar = report::progress_bar(config, start, &shared);
-    let server_start =
-        wait_until(shared.measure_from, start, &shared, &bar).and_then(|()| server_cpu(server));
-    wait_until(shared.end, start, &shared, &bar).context("waiting for the run to end")?;
+    let mut sampler =
+        config.sample_every.map(|every| sample::Sampler::new(every, start, server.map(|s| s.pid())));
+    let mut waiter = Waiter { start, shared: &shared, bar: &bar, sampler: sampler.as_mut() };
+    let server_start = waiter.until(shared.measure_from).and_then(|()| server_cpu(server));
+    waiter.until(shared.end).context("waiting for the run to end")?;
     let server_end = server_cpu(server);
+    let samples = sampler.map(|mut s| s.finish(&shared)).unwrap_or_default();
     let peak_rss_kib = server.and_then(|s| procfs::status_kib(s.pid(), "VmHWM").ok());
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -139,7 +148,9 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
         (Ok(Some(a)), Ok(Some(b))) => Some((b.since(a), peak_rss_kib)),
         _ => None,
     };
-    Ok(Report::from_results(config, threads, results, server))
+    let mut report = Report::from_results(config, threads, results, server);
+    report.samples = samples;
+    Ok(report)
 }
 
 fn validate(config: &LoadConfig) -> anyhow::Result<()> {
@@ -152,24 +163,33 @@ fn validate(config: &LoadConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sleeps until `when`, ticking the progress bar; returns early if a thread
-/// aborted the run.
-fn wait_until(
-    when: Instant,
+/// What the main thread does while the client threads run: sleep, tick
+/// the progress bar, take samples.
+struct Waiter<'a> {
     start: Instant,
-    shared: &client::Shared,
-    bar: &Option<indicatif::ProgressBar>,
-) -> io::Result<()> {
-    loop {
-        let now = Instant::now();
-        if now >= when || shared.abort.load(Relaxed) {
-            return Ok(());
+    shared: &'a client::Shared,
+    bar: &'a Option<indicatif::ProgressBar>,
+    sampler: Option<&'a mut sample::Sampler>,
+}
+
+impl Waiter<'_> {
+    /// Returns at `when`, or early if a client thread aborted the run.
+    fn until(&mut self, when: Instant) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            if now >= when || self.shared.abort.load(Relaxed) {
+                return Ok(());
+            }
+            if let Some(bar) = self.bar {
+                bar.set_position(now.saturating_duration_since(self.start).as_millis() as u64);
+                bar.set_message(format!("{} round trips", self.shared.progress.load(Relaxed)));
+            }
+            let mut next = when.min(now + Duration::from_millis(100));
+            if let Some(sampler) = self.sampler.as_deref_mut() {
+                next = next.min(sampler.poll(now, self.shared)?);
+            }
+            std::thread::sleep(next.saturating_duration_since(now));
         }
-        if let Some(bar) = bar {
-            bar.set_position(now.saturating_duration_since(start).as_millis() as u64);
-            bar.set_message(format!("{} round trips", shared.progress.load(Relaxed)));
-        }
-        std::thread::sleep((when - now).min(Duration::from_millis(100)));
     }
 }
 

@@ -129,6 +129,9 @@ pub struct Report {
     pub client_saturated: bool,
     /// The server's CPU and memory, when it was our child.
     pub server: Option<ServerFigures>,
+    /// Samples taken during the run (`soak`); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<super::Sample>,
 }
 
 impl Report {
@@ -194,6 +197,7 @@ impl Report {
                 cpu_utilization: cpu.total().as_secs_f64() / secs,
                 peak_rss_kib,
             }),
+            samples: Vec::new(),
         }
     }
 }

@@ -1,0 +1,159 @@
+//! `echo-bench load` and `soak` as a user runs them: a valid run reports
+//! real figures, a corrupt reply voids the run, an open-loop run keeps its
+//! rate.
+
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::thread;
+
+fn echo_bench(args: &[&str]) -> io::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_echo-bench")).env("RUST_LOG", "error").args(args).output()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[test]
+fn a_closed_loop_run_reports_every_figure() -> io::Result<()> {
+    let out = echo_bench(&[
+        "load",
+        "--backend",
+        "mio",
+        "--connections",
+        "8",
+        "--size",
+        "64",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--json",
+    ])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let rt = report["round_trips"].as_u64().unwrap();
+    assert!(rt > 1000, "{report}");
+    assert_eq!(report["errors"]["reset"], 0);
+    let latency = &report["latency_us"];
+    let (p50, p99, max) = (
+        latency["p50"].as_f64().unwrap(),
+        latency["p99"].as_f64().unwrap(),
+        latency["max"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{latency}");
+    let server = &report["server"];
+    assert!(server["cpu_us_per_round_trip"].as_f64().unwrap() > 0.0, "{server}");
+    assert!(server["peak_rss_kib"].as_u64().unwrap() > 0, "{server}");
+    assert!(report["client_cpu_us_per_round_trip"].as_f64().unwrap() > 0.0);
+    let slowest = report["slowest_connection"].as_u64().unwrap();
+    assert!(slowest > 0 && slowest <= report["fastest_connection"].as_u64().unwrap());
+    Ok(())
+}
+
+#[test]
+fn an_open_loop_run_keeps_its_rate() -> io::Result<()> {
+    let out = echo_bench(&[
+        "load",
+        "--backend",
+        "tokio",
+        "--mode",
+        "line",
+        "--connections",
+        "10",
+        "--rate",
+        "2000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--json",
+    ])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    let rate = report["round_trips_per_s"].as_f64().unwrap();
+    assert!((1800.0..=2200.0).contains(&rate), "asked 2000/s, got {rate}/s");
+    Ok(())
+}
+
+/// An echo server that flips one bit of the 10,000th byte it returns.
+fn corrupting_server() -> io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut echoed = 0usize;
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    if (echoed..echoed + n).contains(&10_000) {
+                        buf[10_000 - echoed] ^= 1;
+                    }
+                    echoed += n;
+                    if stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[test]
+fn one_corrupt_byte_fails_the_run() -> io::Result<()> {
+    let addr = corrupting_server()?.to_string();
+    let out = echo_bench(&[
+        "load",
+        "--addr",
+        &addr,
+        "--mode",
+        "raw",
+        "--connections",
+        "2",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a corrupt reply must fail the run");
+    assert!(!stdout.contains("round trips"), "no figures reported for a void run: {stdout}");
+    assert!(stderr.contains("FAILED") && stderr.contains("expected"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_short_soak_is_clean_and_leaks_nothing() -> io::Result<()> {
+    let out = echo_bench(&[
+        "soak",
+        "--backend",
+        "smol",
+        "--connections",
+        "16",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--every",
+        "300ms",
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.lines().filter(|l| l.contains("round trips verified")).count() >= 3, "{stderr}");
+    assert!(stdout.contains("descriptors leaked: 0"), "{stdout}");
+    Ok(())
+}
