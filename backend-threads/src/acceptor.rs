@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use echo_core::{AcceptBackoff, Connection, ServerConfig, ShutdownSignal, Stats};
 
-use crate::connection;
+use crate::connection::{self, Socket};
 use crate::server::THREAD_NAME;
 use crate::shutdown::Tracker;
 
@@ -110,7 +110,7 @@ struct Running {
     thread: JoinHandle<()>,
     /// The connection's socket, for shutdown to wake the thread through.
     /// Weak, so that the socket closes as soon as its thread drops it.
-    socket: Weak<TcpStream>,
+    socket: Weak<Socket>,
 }
 
 impl Threads {
@@ -139,7 +139,7 @@ impl Threads {
         // Over the connection limit: `stream` is dropped here, closing it.
         let Some(conn) = Connection::admit(peer, &self.config, &self.stats) else { return };
         self.reap();
-        let stream = Arc::new(stream);
+        let stream = Arc::new(Socket::new(stream));
         let socket = Arc::downgrade(&stream);
         let token = self.tracker.token();
         let signal = Arc::clone(&self.signal);
@@ -188,27 +188,42 @@ impl Threads {
     /// Wakes every connection thread to drain, cuts off those still busy at
     /// the drain deadline, and joins them all.
     fn shut_down(mut self) {
-        self.wake_all(Shutdown::Read);
+        self.wake_readers();
         let deadline = self.signal.deadline().unwrap_or_else(Instant::now);
         if !self.tracker.wait_until(deadline) {
             // Every read and write on these sockets now fails at once, so
             // the threads blocked in a write to a client that does not read
             // return, see the deadline has passed, and close.
-            self.wake_all(Shutdown::Both);
+            self.cut_off();
         }
         for running in self.running.drain(..) {
             join(running.thread);
         }
     }
 
-    /// Shuts every open connection socket down in direction `how`, and
-    /// unparks every thread (see `shutdown.rs` for what each one then does).
-    fn wake_all(&self, how: Shutdown) {
+    /// Stops every connection thread from reading: shuts down for reading
+    /// the sockets of the threads in a read, and only those, and unparks
+    /// every thread (see `shutdown.rs` for what each one then does). A
+    /// thread blocked in a write is left to flush until the deadline.
+    fn wake_readers(&self) {
         for running in &self.running {
             if let Some(socket) = running.socket.upgrade() {
-                // Fails only if the socket is already shut down or reset, in
-                // which case its thread is not blocked on it either.
-                let _ = socket.shutdown(how);
+                if socket.gate.close() {
+                    // Fails only if the socket is already shut down or
+                    // reset, in which case its thread is not blocked on it.
+                    let _ = socket.stream.shutdown(Shutdown::Read);
+                }
+            }
+            running.thread.thread().unpark();
+        }
+    }
+
+    /// Shuts every open connection socket down both ways, at the deadline.
+    fn cut_off(&self) {
+        for running in &self.running {
+            if let Some(socket) = running.socket.upgrade() {
+                // As above: fails only if no thread is blocked on it.
+                let _ = socket.stream.shutdown(Shutdown::Both);
             }
             running.thread.thread().unpark();
         }

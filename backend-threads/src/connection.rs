@@ -10,21 +10,43 @@ use std::time::{Duration, Instant};
 
 use echo_core::{CloseReason, Connection, ShutdownSignal};
 
-/// Serves `conn` on `stream` until the peer is done, the connection fails or
-/// idles out, or the server shuts down; then closes the socket.
+use crate::shutdown::ReadGate;
+
+/// A connection's socket, shared with the acceptor so that shutdown can
+/// wake the thread blocked on it.
+#[derive(Debug)]
+pub(crate) struct Socket {
+    pub(crate) stream: TcpStream,
+    /// Whether the thread is reading, so shutdown wakes it only then.
+    pub(crate) gate: ReadGate,
+}
+
+impl Socket {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Socket { stream, gate: ReadGate::default() }
+    }
+}
+
+/// Serves `conn` on `socket` until the peer is done, the connection fails or
+/// idles out, or the server shuts down; then closes the socket, after a
+/// lingering close if the drain cut the client off mid-stream.
 pub(crate) fn run(
-    stream: Arc<TcpStream>,
+    socket: Arc<Socket>,
     mut conn: Connection,
     idle: Option<Duration>,
     signal: &ShutdownSignal,
 ) {
-    configure(&stream, &conn, idle);
-    serve(&stream, &mut conn, idle, signal);
+    configure(&socket.stream, &conn, idle);
+    let mut buf = vec![0; conn.read_limit()];
+    serve(&socket, &mut conn, &mut buf, idle, signal);
     // Send the FIN now rather than when the last handle is dropped: the
     // acceptor may hold one for a moment during shutdown. After a failure
     // this fails too, which changes nothing.
-    let _ = stream.shutdown(Shutdown::Write);
-    drop(stream);
+    let _ = socket.stream.shutdown(Shutdown::Write);
+    if signal.is_triggered() {
+        linger(&socket.stream, &mut buf, signal);
+    }
+    drop(socket);
     // Counts and logs the close, once the socket is closed.
     drop(conn);
 }
@@ -66,8 +88,14 @@ fn configure(stream: &TcpStream, conn: &Connection, idle: Option<Duration>) {
 /// timeout and shutdown's deadline still end it. A client that reads while
 /// it writes, as the conformance suite's slow reader does, always frees
 /// room for the blocked write eventually.
-fn serve(stream: &TcpStream, conn: &mut Connection, idle: Option<Duration>, signal: &ShutdownSignal) {
-    let mut buf = vec![0; conn.read_limit()];
+fn serve(
+    socket: &Socket,
+    conn: &mut Connection,
+    buf: &mut [u8],
+    idle: Option<Duration>,
+    signal: &ShutdownSignal,
+) {
+    let stream = &socket.stream;
     let mut last_input = Instant::now();
     while !conn.is_finished() {
         if signal.is_triggered() {
@@ -75,7 +103,7 @@ fn serve(stream: &TcpStream, conn: &mut Connection, idle: Option<Duration>, sign
             conn.drain();
         }
         if conn.wants_read() {
-            if read(stream, conn, &mut buf, signal) {
+            if read(socket, conn, buf, signal) {
                 last_input = Instant::now();
             }
         } else if !conn.wants_write() {
@@ -87,8 +115,17 @@ fn serve(stream: &TcpStream, conn: &mut Connection, idle: Option<Duration>, sign
 
 /// One blocking read, its outcome handed to `conn`. Returns whether input
 /// arrived (end of input included).
-fn read(mut stream: &TcpStream, conn: &mut Connection, buf: &mut [u8], signal: &ShutdownSignal) -> bool {
-    match stream.read(buf) {
+fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &ShutdownSignal) -> bool {
+    // Shutdown wakes a thread blocked in read only if it is marked reading,
+    // so the mark comes first; once shutdown has begun the gate stays shut,
+    // and this thread only drains.
+    if !socket.gate.enter() {
+        conn.drain();
+        return false;
+    }
+    let result = (&socket.stream).read(buf);
+    socket.gate.leave();
+    match result {
         // Also what a read returns once shutdown has shut the socket for
         // reading, which is not the peer's end of input: drain, so that
         // `line` mode does not answer a partial line as if it were whole.
@@ -132,6 +169,53 @@ fn write_pending(mut stream: &TcpStream, conn: &mut Connection, signal: &Shutdow
             Err(err) => conn.failed(&err),
         }
     }
+}
+
+/// After a drain, keeps a connection whose client was still sending open
+/// until that client closes, the connection fails, or the drain deadline,
+/// reading and discarding what it sends: a lingering close.
+///
+/// Closing a socket with input still unread makes the kernel send a reset
+/// instead of a FIN, and a reset throws away every reply still queued in
+/// the kernel for the client. This thread hands its replies to the kernel
+/// with blocking writes and keeps next to none itself, so for a client that
+/// does not read, "every reply written" comes long before "every reply
+/// delivered": Linux lets a blocked write finish into whatever send-buffer
+/// room a window probe frees, and the drain would then end, with a reset,
+/// at once. Waiting here instead gives such a client the drain time the
+/// event loops give it, whose replies stay in their own buffers meanwhile.
+/// A connection with no input left (the idle ones, the reader that saw its
+/// replies through) closes at once with a FIN; the kernel delivers what it
+/// still holds.
+///
+/// The acceptor shuts every socket down at the deadline, which makes the
+/// blocked read here return; the idle timeout, if any, bounds each read.
+fn linger(mut stream: &TcpStream, buf: &mut [u8], signal: &ShutdownSignal) {
+    if !input_left(stream) {
+        return;
+    }
+    while !signal.is_expired() {
+        match stream.read(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            // A reset, the idle timeout, or the deadline's shutdown.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Whether input the server has not read is waiting on `stream` (end of
+/// input and errors are not).
+fn input_left(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let left = matches!(stream.peek(&mut [0]), Ok(n) if n > 0);
+    // Should this fail, the reads in `linger` fail with `WouldBlock` at
+    // once, which ends it: a close as before, never a spin.
+    let _ = stream.set_nonblocking(false);
+    left
 }
 
 /// Neither reading nor writing is allowed. Core pauses reading only while

@@ -17,10 +17,19 @@
 //!   registered after the pass and be missed.
 //! - A connection thread in write(2) to a client that does not read: left to
 //!   flush until the drain deadline, then `SHUT_RDWR` makes the write fail.
+//!   Its socket must not get the `SHUT_RD` meant for readers. That wakes
+//!   every sleeper on the socket, and Linux lets a woken write copy the rest
+//!   of its buffer into send-buffer room that freed up too little to wake it
+//!   by itself, so the write returns complete at once; and reads then return
+//!   0 as soon as the queued input is gone, which would end the lingering
+//!   close that follows the drain (see `connection::linger`) long before the
+//!   client closes or the deadline comes. A [`ReadGate`] per connection
+//!   tells the acceptor which threads are reading.
 //! - A connection thread parked because it may neither read nor write: the
 //!   acceptor unparks every connection thread.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -62,6 +71,46 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
         IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
         IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
         _ => addr,
+    }
+}
+
+/// Whether a connection thread is in a read, shared between that thread and
+/// the acceptor, so that shutdown shuts down for reading (see the module
+/// docs) exactly the sockets a thread may be blocked reading, and no other.
+///
+/// Every change is one atomic read-modify-write on the same value, so the
+/// thread's [`ReadGate::enter`] and the acceptor's [`ReadGate::close`] are
+/// ordered one way or the other: either the thread is reading when the
+/// acceptor closes the gate, and the acceptor wakes it with `SHUT_RD`, or the
+/// gate is closed first, and the thread does not start the read at all. No
+/// read can slip in after the wake-up pass and then block until the deadline.
+#[derive(Debug, Default)]
+pub(crate) struct ReadGate(AtomicU8);
+
+/// The thread is not reading (it is writing, or between calls).
+const NOT_READING: u8 = 0;
+/// The thread is in a read, or about to make one.
+const READING: u8 = 1;
+/// Shutdown has begun: no more reads.
+const CLOSED: u8 = 2;
+
+impl ReadGate {
+    /// Called by the connection thread before each read. Returns `false`
+    /// once shutdown has closed the gate: read nothing more, drain instead.
+    pub(crate) fn enter(&self) -> bool {
+        self.0.compare_exchange(NOT_READING, READING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Called by the connection thread once its read has returned. Leaves a
+    /// closed gate closed.
+    pub(crate) fn leave(&self) {
+        let _ = self.0.compare_exchange(READING, NOT_READING, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Called by the acceptor at shutdown: closes the gate, and returns
+    /// whether the thread is reading (or about to) and so must be woken.
+    pub(crate) fn close(&self) -> bool {
+        self.0.swap(CLOSED, Ordering::AcqRel) == READING
     }
 }
 

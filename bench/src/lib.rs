@@ -1,6 +1,6 @@
 //! The `echo-bench` command: serve any backend, check any server against
-//! the conformance suite, load it with verified round trips, and list the
-//! backends.
+//! the conformance suite, load it with verified round trips (`load`, `soak`),
+//! compare every backend side by side (`compare`), and list the backends.
 //!
 //! The binary is a thin shell over this library so that the tests drive the
 //! same code a user runs.
