@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use backend_select::Poller;
+
+use crate::backends::BackendName;
 use crate::child::ServerProcess;
 use crate::cli::SoakArgs;
 use crate::load::{self, LoadConfig, LoadError, Observed};
@@ -17,9 +20,12 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     let exe = std::env::current_exe().context("cannot find the echo-bench executable")?;
     let server = ServerProcess::start(&exe, &args.server.to_args())?;
     let fds_before = procfs::fd_count(server.pid())?;
+    let backend = match args.server.backend {
+        BackendName::Select => format!("select ({})", Poller::from(args.server.poller)),
+        other => other.to_string(),
+    };
     println!(
-        "soak: backend {} ({} connections, {} B messages, pipeline {}) for {}",
-        args.server.backend,
+        "soak: backend {backend} ({} connections, {} B messages, pipeline {}) for {}",
         args.connections,
         args.size,
         args.pipeline,

@@ -155,5 +155,6 @@ fn a_short_soak_is_clean_and_leaks_nothing() -> io::Result<()> {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stderr.lines().filter(|l| l.contains("round trips verified")).count() >= 3, "{stderr}");
     assert!(stdout.contains("descriptors leaked: 0"), "{stdout}");
+    assert!(stdout.contains("drift           descriptors +0 "), "{stdout}");
     Ok(())
 }

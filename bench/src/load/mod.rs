@@ -130,7 +130,7 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
     let server_start = waiter.until(shared.measure_from).and_then(|()| server_cpu(server));
     waiter.until(shared.end).context("waiting for the run to end")?;
     let server_end = server_cpu(server);
-    let samples = sampler.map(|mut s| s.finish(&shared)).unwrap_or_default();
+    let samples = sampler.map(|mut s| s.finish()).unwrap_or_default();
     let peak_rss_kib = server.and_then(|s| procfs::status_kib(s.pid(), "VmHWM").ok());
     if let Some(bar) = &bar {
         bar.finish_and_clear();

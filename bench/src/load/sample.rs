@@ -49,9 +49,10 @@ impl Sampler {
         Ok(self.next)
     }
 
-    /// Takes the last sample and returns them all.
-    pub(super) fn finish(&mut self, shared: &Shared) -> Vec<Sample> {
-        let _ = self.take(Instant::now(), shared);
+    /// Returns the samples. None is taken now: the run has ended and the
+    /// clients are closing their connections, which a sample would count as
+    /// drift.
+    pub(super) fn finish(&mut self) -> Vec<Sample> {
         std::mem::take(&mut self.samples)
     }
 
