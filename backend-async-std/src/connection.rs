@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_std::future::timeout;
 use async_std::net::TcpStream;
+use echo_core::buffer::with_read_buffer;
 use echo_core::{CloseReason, Connection};
 use futures_lite::future::or;
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use crate::buffer::with_read_buffer;
 use crate::shutdown::{Shutdown, TaskToken};
 
 /// Serves `conn` on `stream` until the peer is done, the connection fails or

@@ -53,7 +53,6 @@
 #![forbid(unsafe_code)]
 
 mod accept;
-mod buffer;
 mod connection;
 mod server;
 mod shutdown;

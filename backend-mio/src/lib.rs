@@ -137,7 +137,7 @@ impl Backend for MioBackend {
         });
         let mut threads = Vec::with_capacity(loops.len());
         for (i, event_loop) in loops.into_iter().enumerate() {
-            match thread::Builder::new().name(format!("mio-loop-{i}")).spawn(move || event_loop.run()) {
+            match thread::Builder::new().name(format!("echo-mio-{i}")).spawn(move || event_loop.run()) {
                 Ok(thread) => threads.push(thread),
                 Err(err) => {
                     // Stop the loops already started; the others were

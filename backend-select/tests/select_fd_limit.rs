@@ -1,15 +1,12 @@
 //! select(2) cannot watch descriptors numbered 1024 or more: such
 //! connections are refused cleanly, counted, and the server serves on.
 
-mod common;
-
 use std::io::{self, ErrorKind, Read, Write};
 use std::time::Duration;
 
-use backend_select::Poller;
+use backend_select::{Poller, SelectBackend};
 use echo_core::ServerConfig;
-
-use common::{connect, round_trip, start, wait_for_stats};
+use echo_core::conformance::harness::{connect, round_trip, start, wait_for_stats};
 
 /// Enough clients that, with client and server sockets sharing this
 /// process's descriptor table, many server-side descriptors pass 1024.
@@ -19,8 +16,8 @@ const CLIENTS: usize = 1100;
 fn descriptors_past_fd_setsize_are_refused_and_the_server_goes_on() -> io::Result<()> {
     let limit = echo_core::backend::raise_descriptor_limit()?;
     assert!(limit > 2 * CLIENTS as u64 + 100, "descriptor limit {limit} is too low for this test");
-    let server = start(Poller::Select, &ServerConfig::default())?;
-    let mut clients = (0..CLIENTS).map(|_| connect(server.local_addr())).collect::<io::Result<Vec<_>>>()?;
+    let server = start(&SelectBackend { poller: Poller::Select }, &ServerConfig::default())?;
+    let mut clients = (0..CLIENTS).map(|_| connect(server.local_addr())).collect::<Result<Vec<_>, _>>()?;
     let stats = wait_for_stats(&server, "every connection accepted or refused", |s| {
         s.accepted + s.refused == CLIENTS as u64
     })?;

@@ -5,11 +5,11 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use echo_core::buffer::with_read_buffer;
 use echo_core::{CloseReason, Connection};
 use smol::future::{self, or};
 use smol::{Async, Timer};
 
-use crate::buffer::with_read_buffer;
 use crate::shutdown::{Shutdown, TaskToken};
 
 /// Steps a connection may take in a row without waiting before it yields to

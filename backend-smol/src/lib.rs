@@ -39,7 +39,6 @@
 #![forbid(unsafe_code)]
 
 mod accept;
-mod buffer;
 mod connection;
 mod server;
 mod shutdown;

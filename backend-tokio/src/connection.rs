@@ -5,12 +5,12 @@ use std::io;
 use std::pin::pin;
 use std::time::Duration;
 
+use echo_core::buffer::with_read_buffer;
 use echo_core::{CloseReason, Connection};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
 
-use crate::buffer::with_read_buffer;
 use crate::shutdown::{Shutdown, TaskToken};
 
 /// Serves `conn` on `stream` until the peer is done, the connection fails or

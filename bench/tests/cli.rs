@@ -121,18 +121,10 @@ fn check_starts_a_backend_itself() -> io::Result<()> {
 #[test]
 fn a_second_signal_exits_at_once() -> io::Result<()> {
     let mut server = ServerChild::start(&["--backend", "tokio", "--drain", "30s"])?;
-    // A client that never reads keeps the drain busy for its whole 30 s.
-    let mut silent = TcpStream::connect(server.addr)?;
-    silent.set_nonblocking(true)?;
-    let chunk = vec![b'x'; 64 * 1024];
-    let mut sent = 0;
-    while sent < 64 << 20 {
-        match silent.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
+    // A client that never reads, written to until the server stopped
+    // reading it, keeps the drain busy for its whole 30 s.
+    let silent = [TcpStream::connect(server.addr)?];
+    common::write_until_stalled(&silent, 0, 64 << 20)?;
     server.signal("INT")?;
     assert!(server.wait_timeout(Duration::from_millis(300)).is_err(), "still draining after one signal");
     server.signal("INT")?;

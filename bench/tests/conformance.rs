@@ -5,6 +5,9 @@
 //! Test names read `backend::variant::mode::case`, e.g.
 //! `select::poll::line::large_stream` or `tokio::threads2::raw::half_close`.
 
+#[macro_use]
+mod common;
+
 use std::time::Duration;
 
 use backend_select::Poller;
@@ -89,46 +92,7 @@ macro_rules! modes {
     };
 }
 
-mod select {
-    use super::*;
-    modes!(select, BackendName::Select, Poller::Select, 1);
-    modes!(poll, BackendName::Select, Poller::Poll, 1);
-}
-
-mod mio {
-    use super::*;
-    modes!(threads1, BackendName::Mio, Poller::Select, 1);
-    modes!(threads2, BackendName::Mio, Poller::Select, 2);
-}
-
-mod tokio {
-    use super::*;
-    modes!(threads1, BackendName::Tokio, Poller::Select, 1);
-    modes!(threads2, BackendName::Tokio, Poller::Select, 2);
-}
-
-mod async_std {
-    use super::*;
-    modes!(threads1, BackendName::AsyncStd, Poller::Select, 1);
-    modes!(threads2, BackendName::AsyncStd, Poller::Select, 2);
-}
-
-mod threads {
-    use super::*;
-    modes!(threads1, BackendName::Threads, Poller::Select, 1);
-}
-
-mod smol {
-    use super::*;
-    modes!(threads1, BackendName::Smol, Poller::Select, 1);
-    modes!(threads2, BackendName::Smol, Poller::Select, 2);
-}
-
-mod uring {
-    use super::*;
-    modes!(threads1, BackendName::Uring, Poller::Select, 1);
-    modes!(threads2, BackendName::Uring, Poller::Select, 2);
-}
+every_backend!(modes);
 
 #[test]
 fn every_case_is_expanded() {

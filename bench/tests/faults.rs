@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ServerChild, fd_count, status_kib, wait_until};
+use common::{ServerChild, fd_count, pattern, status_kib, wait_until, write_until_stalled};
 use echo_bench::procfs;
 use socket2::SockRef;
 
@@ -52,52 +52,6 @@ fn round_trip(addr: SocketAddr, message: &[u8]) -> io::Result<()> {
         return Err(io::Error::other("round trip: the reply differs"));
     }
     Ok(())
-}
-
-/// The byte at `offset` of client `id`'s stream: every client sends its own.
-fn pattern(id: usize, offset: usize) -> u8 {
-    (offset.wrapping_mul(31) ^ id.wrapping_mul(131)) as u8
-}
-
-/// Writes each client's pattern without blocking, round-robin, until no
-/// client has made progress for 300 ms: the server stopped reading them all.
-/// Returns the bytes each wrote.
-fn write_until_stalled(clients: &[TcpStream], first_id: usize, limit: usize) -> io::Result<Vec<usize>> {
-    let mut sent = vec![0; clients.len()];
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut last_progress = Instant::now();
-    for client in clients {
-        client.set_nonblocking(true)?;
-    }
-    while last_progress.elapsed() < Duration::from_millis(300) {
-        let mut progressed = false;
-        for (i, mut client) in clients.iter().enumerate() {
-            let n = buf.len().min(limit - sent[i]);
-            if n == 0 {
-                continue;
-            }
-            for (j, b) in buf[..n].iter_mut().enumerate() {
-                *b = pattern(first_id + i, sent[i] + j);
-            }
-            match client.write(&buf[..n]) {
-                Ok(n) => {
-                    sent[i] += n;
-                    progressed = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if progressed {
-            last_progress = Instant::now();
-        } else {
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-    for client in clients {
-        client.set_nonblocking(false)?;
-    }
-    Ok(sent)
 }
 
 /// Reads `len` bytes and checks them against `client`'s pattern.

@@ -18,6 +18,7 @@
 
 pub mod accept;
 pub mod backend;
+pub mod buffer;
 pub mod conformance;
 pub mod connection;
 pub mod listener;

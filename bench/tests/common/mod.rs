@@ -1,8 +1,8 @@
 //! Helpers shared by the echo-bench integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{self, BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -125,4 +125,84 @@ pub fn wait_until(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Expands `$suite!(variant, backend, poller, threads)` once per variant
+/// the shared suites run each backend in, inside a module per backend, so
+/// that test names read `backend::variant::...` and `cargo test mio::` runs
+/// one backend's part. A backend whose `--threads` changes nothing runs
+/// with one thread; the others with one and with two. Used with
+/// `#[macro_use] mod common;` by `conformance.rs`, `lifecycle.rs` and
+/// `threads_exit.rs`.
+#[allow(unused_macros)] // the other test binaries share this module too
+macro_rules! every_backend {
+    ($suite:ident) => {
+        mod select {
+            use super::*;
+            $suite!(select, echo_bench::backends::BackendName::Select, backend_select::Poller::Select, 1);
+            $suite!(poll, echo_bench::backends::BackendName::Select, backend_select::Poller::Poll, 1);
+        }
+        every_backend!(@threads $suite, mio, Mio);
+        every_backend!(@threads $suite, tokio, Tokio);
+        every_backend!(@threads $suite, async_std, AsyncStd);
+        mod threads {
+            use super::*;
+            $suite!(threads1, echo_bench::backends::BackendName::Threads, backend_select::Poller::Select, 1);
+        }
+        every_backend!(@threads $suite, smol, Smol);
+        every_backend!(@threads $suite, uring, Uring);
+    };
+    (@threads $suite:ident, $module:ident, $backend:ident) => {
+        mod $module {
+            use super::*;
+            $suite!(threads1, echo_bench::backends::BackendName::$backend, backend_select::Poller::Select, 1);
+            $suite!(threads2, echo_bench::backends::BackendName::$backend, backend_select::Poller::Select, 2);
+        }
+    };
+}
+
+/// The byte at `offset` of client `id`'s stream: every client sends its own.
+pub fn pattern(id: usize, offset: usize) -> u8 {
+    (offset.wrapping_mul(31) ^ id.wrapping_mul(131)) as u8
+}
+
+/// Writes each client's pattern without blocking, round-robin, until no
+/// client has made progress for 300 ms: the server stopped reading them all.
+/// Returns the bytes each wrote.
+pub fn write_until_stalled(clients: &[TcpStream], first_id: usize, limit: usize) -> io::Result<Vec<usize>> {
+    let mut sent = vec![0; clients.len()];
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut last_progress = Instant::now();
+    for client in clients {
+        client.set_nonblocking(true)?;
+    }
+    while last_progress.elapsed() < Duration::from_millis(300) {
+        let mut progressed = false;
+        for (i, mut client) in clients.iter().enumerate() {
+            let n = buf.len().min(limit - sent[i]);
+            if n == 0 {
+                continue;
+            }
+            for (j, b) in buf[..n].iter_mut().enumerate() {
+                *b = pattern(first_id + i, sent[i] + j);
+            }
+            match client.write(&buf[..n]) {
+                Ok(n) => {
+                    sent[i] += n;
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if progressed {
+            last_progress = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    for client in clients {
+        client.set_nonblocking(false)?;
+    }
+    Ok(sent)
 }

@@ -332,7 +332,7 @@ fn write_planned(
 
 /// Turns an I/O error into a failure; a socket timeout becomes a
 /// [`Failure::Timeout`].
-fn io_failure(source: io::Error, step: String) -> Failure {
+pub(crate) fn io_failure(source: io::Error, step: String) -> Failure {
     match source.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
             Failure::Timeout(format!("{step}: no progress for {IO_TIMEOUT:?}"))

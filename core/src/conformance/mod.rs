@@ -28,6 +28,11 @@
 //! }
 //! ```
 //!
+//! Beside it, [`lifecycle`] holds the cases about starting, stopping and
+//! dropping a backend through the library API (`bench/tests/lifecycle.rs`
+//! and `threads_exit.rs` expand them), and [`harness`] the few helpers
+//! those cases share with the backends' own tests.
+//!
 //! # Adding a case
 //!
 //! 1. Write `pub fn my_case(target: &Target) -> Result<(), Failure>` in
@@ -53,8 +58,21 @@ use std::time::Duration;
 
 use crate::protocol::{DEFAULT_MAX_LINE, DEFAULT_READ_SIZE, Mode};
 
+/// Lists the cases once, so that a case's name is its function's name. It
+/// makes the `CASES` of whichever module calls it, from that module's
+/// `Case` (so [`lifecycle`] uses it too): defined before the modules, it is
+/// in scope in them.
+macro_rules! cases {
+    ($(#[$meta:meta])* $($name:ident),* $(,)?) => {
+        $(#[$meta])*
+        pub const CASES: &[Case] = &[$(Case { name: stringify!($name), run: $name }),*];
+    };
+}
+
 mod cases;
 mod client;
+pub mod harness;
+pub mod lifecycle;
 mod payload;
 mod verify;
 
@@ -130,6 +148,19 @@ impl Failure {
     }
 }
 
+/// Lets a test that returns `io::Result` use `?` on the harness's helpers;
+/// a timeout stays a [`io::ErrorKind::TimedOut`].
+impl From<Failure> for io::Error {
+    fn from(failure: Failure) -> Self {
+        let kind = match &failure {
+            Failure::Io { source, .. } => source.kind(),
+            Failure::Timeout(_) => io::ErrorKind::TimedOut,
+            Failure::Mismatch(_) | Failure::Closed(_) => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, failure)
+    }
+}
+
 /// One named conformance case.
 #[derive(Clone, Copy, Debug)]
 pub struct Case {
@@ -137,14 +168,6 @@ pub struct Case {
     pub name: &'static str,
     /// The case itself.
     pub run: fn(&Target) -> Result<(), Failure>,
-}
-
-/// Lists the cases once, so that a case's name is its function's name.
-macro_rules! cases {
-    ($(#[$meta:meta])* $($name:ident),* $(,)?) => {
-        $(#[$meta])*
-        pub const CASES: &[Case] = &[$(Case { name: stringify!($name), run: $name }),*];
-    };
 }
 
 cases! {

@@ -1,0 +1,67 @@
+//! The shared lifecycle suite (`echo_core::conformance::lifecycle`),
+//! expanded for every backend and thread count, so that a failure names
+//! both and `cargo test --test lifecycle mio::` runs one backend's part.
+//!
+//! Test names read `backend::variant::case`, e.g.
+//! `tokio::threads2::drain_deadline_cuts_a_client_that_never_reads`. The
+//! thread-exit case is not here: it counts every thread of the process, so
+//! it has a test binary of its own, `threads_exit.rs`.
+
+#[macro_use]
+mod common;
+
+use backend_select::Poller;
+use echo_bench::backends::BackendName;
+use echo_core::Backend;
+use echo_core::conformance::Failure;
+use echo_core::conformance::lifecycle::{self, CASES};
+
+/// Runs one lifecycle case against a fresh instance of the backend.
+fn check(
+    backend: BackendName,
+    poller: Poller,
+    threads: usize,
+    case: fn(&dyn Backend, usize) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    case(&*backend.build(poller), threads)
+}
+
+/// A module per variant, with one `#[test]` per case. The list must name
+/// every case in `lifecycle::CASES`; `every_case_is_expanded` checks it does.
+macro_rules! cases {
+    ($variant:ident, $backend:expr, $poller:expr, $threads:expr) => {
+        mod $variant {
+            use super::*;
+            cases!(@each $backend, $poller, $threads;
+                shutdown_with_no_clients_is_prompt,
+                shutdown_closes_idle_clients_and_refuses_new_ones,
+                drain_deadline_cuts_a_client_that_never_reads,
+                dropping_the_server_stops_it,
+                serves_clients_at_once,
+            );
+        }
+    };
+    (@each $backend:expr, $poller:expr, $threads:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() -> Result<(), Failure> {
+                check($backend, $poller, $threads, lifecycle::$case)
+            }
+        )*
+    };
+}
+
+every_backend!(cases);
+
+#[test]
+fn every_case_is_expanded() {
+    let expanded = [
+        "shutdown_with_no_clients_is_prompt",
+        "shutdown_closes_idle_clients_and_refuses_new_ones",
+        "drain_deadline_cuts_a_client_that_never_reads",
+        "dropping_the_server_stops_it",
+        "serves_clients_at_once",
+    ];
+    let names: Vec<_> = CASES.iter().map(|c| c.name).collect();
+    assert_eq!(names, expanded, "update the case list in cases!() to match lifecycle::CASES");
+}
