@@ -89,6 +89,17 @@ async fn pump(stream: &Async<TcpStream>, conn: &mut Connection, idle: Option<Dur
                 }
                 continue;
             }
+            // The read came back short and every reply went out: the socket
+            // was drained a moment ago, so another read would only return
+            // WouldBlock, a system call per message for nothing. Wait
+            // instead: the reactor re-arms its interest level-triggered, so
+            // input that arrived since then wakes the wait at once.
+            Ok(Step::Drained) => {
+                if let Some(idle) = idle {
+                    idle_timer.set_after(idle);
+                }
+                steps = 0;
+            }
             Ok(Step::WouldBlock) => steps = 0,
             Err(err) => {
                 conn.failed(&err);
@@ -150,6 +161,9 @@ enum Step {
         /// Whether input arrived (end of input included), for the idle timer.
         input: bool,
     },
+    /// Input arrived in a read shorter than asked for, and every reply is
+    /// written: nothing is left to do until the reactor says so.
+    Drained,
     /// Every wanted direction would block: wait for the reactor.
     WouldBlock,
 }
@@ -162,9 +176,11 @@ enum Step {
 fn step(mut socket: &TcpStream, conn: &mut Connection) -> io::Result<Step> {
     let mut moved = false;
     let mut input = false;
+    let mut short_read = false;
     if conn.wants_read() {
-        match with_read_buffer(conn.read_limit(), |buf| socket.read(buf).map(|n| conn.received(&buf[..n]))) {
-            Ok(()) => (moved, input) = (true, true),
+        let limit = conn.read_limit();
+        match with_read_buffer(limit, |buf| socket.read(buf).inspect(|&n| conn.received(&buf[..n]))) {
+            Ok(n) => (moved, input, short_read) = (true, true, n > 0 && n < limit),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => moved = true,
             Err(err) => return Err(err),
@@ -184,5 +200,9 @@ fn step(mut socket: &TcpStream, conn: &mut Connection) -> io::Result<Step> {
             Err(err) => return Err(err),
         }
     }
-    Ok(if moved { Step::Moved { input } } else { Step::WouldBlock })
+    Ok(match (moved, short_read && !conn.wants_write()) {
+        (true, true) => Step::Drained,
+        (true, false) => Step::Moved { input },
+        (false, _) => Step::WouldBlock,
+    })
 }
