@@ -79,8 +79,6 @@ mod event_loop;
 use std::io;
 use std::net::TcpListener;
 use std::sync::{Arc, mpsc};
-use std::thread;
-use std::time::Duration;
 
 use echo_core::{Backend, Server, ServerConfig, ShutdownSignal, Stats};
 use mio::{Poll, Waker};
@@ -135,22 +133,7 @@ impl Backend for MioBackend {
                 }
             }
         });
-        let mut threads = Vec::with_capacity(loops.len());
-        for (i, event_loop) in loops.into_iter().enumerate() {
-            match thread::Builder::new().name(format!("echo-mio-{i}")).spawn(move || event_loop.run()) {
-                Ok(thread) => threads.push(thread),
-                Err(err) => {
-                    // Stop the loops already started; the others were
-                    // dropped with their closures.
-                    signal.trigger(Duration::ZERO);
-                    wake();
-                    for thread in threads {
-                        let _ = thread.join();
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        Ok(Server::new(local_addr, stats, signal, wake, threads))
+        let workers = loops.into_iter().map(|event_loop| move || event_loop.run());
+        Server::start_threads(local_addr, stats, signal, wake, "echo-mio", workers)
     }
 }

@@ -95,8 +95,6 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::thread;
-use std::time::Duration;
 
 use echo_core::{Backend, Server, ServerConfig, ShutdownSignal, Stats};
 
@@ -152,22 +150,7 @@ impl Backend for UringBackend {
                 }
             }
         });
-        let mut threads = Vec::with_capacity(loops.len());
-        for (i, event_loop) in loops.into_iter().enumerate() {
-            match thread::Builder::new().name(format!("echo-uring-{i}")).spawn(move || event_loop.run()) {
-                Ok(thread) => threads.push(thread),
-                Err(err) => {
-                    // Stop the loops already started; the others were
-                    // dropped with their closures.
-                    signal.trigger(Duration::ZERO);
-                    wake();
-                    for thread in threads {
-                        let _ = thread.join();
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        Ok(Server::new(local_addr, stats, signal, wake, threads))
+        let workers = loops.into_iter().map(|event_loop| move || event_loop.run());
+        Server::start_threads(local_addr, stats, signal, wake, "echo-uring", workers)
     }
 }

@@ -132,6 +132,39 @@ impl Server {
         Server { local_addr, stats, signal, wake, threads }
     }
 
+    /// Starts one thread per worker, named `{name}-{i}`, and wraps them as
+    /// [`Server::new`] does. If a thread cannot be started, the ones already
+    /// running are stopped (through `signal` and `wake`) and joined, and the
+    /// error is returned: a backend never leaves threads behind.
+    pub fn start_threads<F>(
+        local_addr: SocketAddr,
+        stats: Arc<Stats>,
+        signal: Arc<ShutdownSignal>,
+        wake: Waker,
+        name: &str,
+        workers: impl IntoIterator<Item = F>,
+    ) -> io::Result<Self>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut threads = Vec::new();
+        for (i, worker) in workers.into_iter().enumerate() {
+            match std::thread::Builder::new().name(format!("{name}-{i}")).spawn(worker) {
+                Ok(thread) => threads.push(thread),
+                Err(err) => {
+                    // Workers not yet started were dropped with the iterator.
+                    signal.trigger(Duration::ZERO);
+                    wake();
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(Server::new(local_addr, stats, signal, wake, threads))
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
