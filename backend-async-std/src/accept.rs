@@ -8,11 +8,10 @@ use async_executor::Executor;
 use async_std::future::timeout;
 use async_std::net::TcpListener;
 use async_std::task::sleep;
-use echo_core::{AcceptBackoff, Connection, ServerConfig, Stats};
+use echo_core::{AcceptBackoff, Connection, ServerConfig, ShutdownSignal, Stats, TaskTracker};
 use futures_lite::future::or;
 
 use crate::connection;
-use crate::shutdown::{Shutdown, Tracker};
 
 /// How long past the drain deadline to wait for connection tasks. Each task
 /// closes itself at the deadline; this only covers the last wake-ups.
@@ -25,9 +24,9 @@ pub(crate) async fn run(
     executor: Arc<Executor<'static>>,
     config: Arc<ServerConfig>,
     stats: Arc<Stats>,
-    shutdown: Shutdown,
+    shutdown: Arc<ShutdownSignal>,
 ) {
-    let tracker = Tracker::new();
+    let tracker = TaskTracker::default();
     let mut backoff = AcceptBackoff::default();
     loop {
         // `or` polls shutdown first: under a flood of connections `accept`
@@ -76,11 +75,12 @@ pub(crate) async fn run(
             // Only latency suffers; the connection is still served.
             tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
         }
-        let task = connection::serve(stream, conn, config.idle_timeout, shutdown.clone(), tracker.token());
+        let task =
+            connection::serve(stream, conn, config.idle_timeout, Arc::clone(&shutdown), tracker.token());
         executor.spawn(task).detach();
     }
     // Refuse new connections from now on, while the old ones drain.
     drop(listener);
     // Past the deadline, whatever is left is dropped with the executor.
-    let _ = timeout(shutdown.time_left() + DEADLINE_SLACK, tracker.wait()).await;
+    let _ = timeout(shutdown.time_left() + DEADLINE_SLACK, tracker.all_done()).await;
 }

@@ -4,17 +4,16 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_std::future::timeout;
 use async_std::net::TcpStream;
 use echo_core::buffer::with_read_buffer;
-use echo_core::{CloseReason, Connection};
+use echo_core::{CloseReason, Connection, ShutdownSignal, TaskToken};
 use futures_lite::future::or;
 use futures_lite::{AsyncRead, AsyncWrite};
-
-use crate::shutdown::{Shutdown, TaskToken};
 
 /// Serves `conn` on `stream` until the peer is done, the connection fails or
 /// idles out, or the server shuts down; then closes the socket.
@@ -24,7 +23,7 @@ pub(crate) async fn serve(
     stream: TcpStream,
     mut conn: Connection,
     idle: Option<Duration>,
-    shutdown: Shutdown,
+    shutdown: Arc<ShutdownSignal>,
     _token: TaskToken,
 ) {
     // `or` polls shutdown first, so it wins even while the socket is busy.

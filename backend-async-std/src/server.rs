@@ -7,10 +7,9 @@ use std::thread::{self, JoinHandle};
 
 use async_executor::Executor;
 use async_std::channel;
-use echo_core::{Server, ServerConfig, ShutdownSignal, Stats};
+use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, Waker};
 
 use crate::accept;
-use crate::shutdown::Shutdown;
 
 /// The name of every thread this backend starts, as `ps -T` shows it.
 const THREAD_NAME: &str = "echo-async-std";
@@ -25,7 +24,9 @@ pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<
 
     let stats = Arc::new(Stats::default());
     let signal = Arc::new(ShutdownSignal::default());
-    let (shutdown, wake) = Shutdown::new(Arc::clone(&signal));
+    // `trigger` itself wakes every task awaiting `signal.triggered()`, and
+    // the executor threads wake with their tasks: nothing else is blocked.
+    let wake: Waker = Box::new(|| {});
     let executor = Arc::new(Executor::new());
 
     // Every thread runs the executor until `serving` closes: when the accept
@@ -47,8 +48,13 @@ pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<
         })
         .collect::<io::Result<Vec<JoinHandle<()>>>>()?;
 
-    let serve =
-        accept::run(listener, Arc::clone(&executor), Arc::new(config.clone()), Arc::clone(&stats), shutdown);
+    let serve = accept::run(
+        listener,
+        Arc::clone(&executor),
+        Arc::new(config.clone()),
+        Arc::clone(&stats),
+        Arc::clone(&signal),
+    );
     executor
         .spawn(async move {
             serve.await;

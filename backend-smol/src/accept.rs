@@ -4,14 +4,13 @@
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use echo_core::{AcceptBackoff, Connection, ServerConfig, Stats};
+use echo_core::{AcceptBackoff, Connection, ServerConfig, ShutdownSignal, Stats, TaskTracker};
 use smol::future::or;
 use smol::{Async, Executor, Timer};
 
 use crate::connection;
-use crate::shutdown::{Shutdown, Tracker};
 
 /// How long past the drain deadline to wait for connection tasks. Each task
 /// closes itself at the deadline; this only covers the last wake-ups.
@@ -24,9 +23,9 @@ pub(crate) async fn run(
     executor: Arc<Executor<'static>>,
     config: Arc<ServerConfig>,
     stats: Arc<Stats>,
-    shutdown: Shutdown,
+    shutdown: Arc<ShutdownSignal>,
 ) {
-    let tracker = Tracker::new();
+    let tracker = TaskTracker::default();
     let mut backoff = AcceptBackoff::default();
     loop {
         // `or` polls its first future first: under a flood of connections
@@ -79,14 +78,15 @@ pub(crate) async fn run(
             // Only latency suffers; the connection is still served.
             tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
         }
-        let task = connection::serve(stream, conn, config.idle_timeout, shutdown.clone(), tracker.token());
+        let task =
+            connection::serve(stream, conn, config.idle_timeout, Arc::clone(&shutdown), tracker.token());
         executor.spawn(task).detach();
     }
     // Refuse new connections from now on, while the old ones drain.
     drop(listener);
     // Past the deadline, whatever is left is dropped with the executor.
-    or(tracker.wait(), async {
-        Timer::at(shutdown.deadline() + DEADLINE_SLACK).await;
+    or(tracker.all_done(), async {
+        Timer::at(shutdown.deadline().unwrap_or_else(Instant::now) + DEADLINE_SLACK).await;
     })
     .await;
 }

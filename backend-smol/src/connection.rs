@@ -3,14 +3,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use echo_core::buffer::with_read_buffer;
-use echo_core::{CloseReason, Connection};
+use echo_core::{CloseReason, Connection, ShutdownSignal, TaskToken};
 use smol::future::{self, or};
 use smol::{Async, Timer};
-
-use crate::shutdown::{Shutdown, TaskToken};
 
 /// Steps a connection may take in a row without waiting before it yields to
 /// the executor. Without this, a client that keeps the socket busy both ways
@@ -26,7 +25,7 @@ pub(crate) async fn serve(
     stream: Async<TcpStream>,
     mut conn: Connection,
     idle: Option<Duration>,
-    shutdown: Shutdown,
+    shutdown: Arc<ShutdownSignal>,
     _token: TaskToken,
 ) {
     // `or` polls shutdown first, so it wins even while the socket is busy.
@@ -53,7 +52,7 @@ pub(crate) async fn serve(
                 true
             },
             async {
-                Timer::at(shutdown.deadline()).await;
+                Timer::at(shutdown.deadline().unwrap_or_else(Instant::now)).await;
                 false
             },
         )

@@ -41,7 +41,6 @@
 mod accept;
 mod connection;
 mod server;
-mod shutdown;
 
 use std::io;
 use std::net::TcpListener;

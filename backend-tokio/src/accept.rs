@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use echo_core::{AcceptBackoff, Connection, ServerConfig, Stats};
+use echo_core::{AcceptBackoff, Connection, ServerConfig, ShutdownSignal, Stats, TaskTracker};
 use tokio::net::TcpListener;
-use tokio::time::{sleep, timeout_at};
+use tokio::time::{sleep, timeout};
 
 use crate::connection;
-use crate::shutdown::{Shutdown, Tracker};
 
 /// How long past the drain deadline to wait for connection tasks. Each task
 /// closes itself at the deadline; this only covers the last wake-ups.
@@ -21,9 +20,9 @@ pub(crate) async fn run(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     stats: Arc<Stats>,
-    mut shutdown: Shutdown,
+    shutdown: Arc<ShutdownSignal>,
 ) {
-    let tracker = Tracker::new();
+    let tracker = TaskTracker::default();
     let mut backoff = AcceptBackoff::default();
     loop {
         // `biased` with shutdown first: under a flood of connections the
@@ -58,10 +57,16 @@ pub(crate) async fn run(
             // Only latency suffers; the connection is still served.
             tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
         }
-        tokio::spawn(connection::serve(stream, conn, config.idle_timeout, shutdown.clone(), tracker.token()));
+        tokio::spawn(connection::serve(
+            stream,
+            conn,
+            config.idle_timeout,
+            Arc::clone(&shutdown),
+            tracker.token(),
+        ));
     }
     // Refuse new connections from now on, while the old ones drain.
     drop(listener);
     // Past the deadline, whatever is left is dropped with the runtime.
-    let _ = timeout_at(shutdown.deadline() + DEADLINE_SLACK, tracker.wait()).await;
+    let _ = timeout(shutdown.time_left() + DEADLINE_SLACK, tracker.all_done()).await;
 }

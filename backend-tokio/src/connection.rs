@@ -3,15 +3,14 @@
 
 use std::io;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use echo_core::buffer::with_read_buffer;
-use echo_core::{CloseReason, Connection};
+use echo_core::{CloseReason, Connection, ShutdownSignal, TaskToken};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep, timeout_at};
-
-use crate::shutdown::{Shutdown, TaskToken};
+use tokio::time::{Instant, sleep, timeout};
 
 /// Serves `conn` on `stream` until the peer is done, the connection fails or
 /// idles out, or the server shuts down; then closes the socket.
@@ -21,7 +20,7 @@ pub(crate) async fn serve(
     stream: TcpStream,
     mut conn: Connection,
     idle: Option<Duration>,
-    mut shutdown: Shutdown,
+    shutdown: Arc<ShutdownSignal>,
     _token: TaskToken,
 ) {
     // Cancelling `pump` is safe: its only await is `ready()` (or a timer),
@@ -34,7 +33,7 @@ pub(crate) async fn serve(
     if stopping && !conn.is_finished() {
         // Answer what was already read, but only until the drain deadline.
         conn.drain();
-        if timeout_at(shutdown.deadline(), pump(&stream, &mut conn, None)).await.is_err() {
+        if timeout(shutdown.time_left(), pump(&stream, &mut conn, None)).await.is_err() {
             conn.abort(CloseReason::Shutdown);
         }
     }

@@ -40,7 +40,6 @@
 mod accept;
 mod connection;
 mod server;
-mod shutdown;
 
 use std::io;
 use std::net::TcpListener;

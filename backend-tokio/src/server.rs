@@ -5,13 +5,12 @@ use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use echo_core::{Server, ServerConfig, ShutdownSignal, Stats};
+use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, Waker};
 use tokio::runtime::{Builder, Runtime};
 
 use crate::accept;
-use crate::shutdown::Shutdown;
 
 /// The name of every thread this backend starts, as `ps -T` shows it.
 const THREAD_NAME: &str = "echo-tokio";
@@ -35,17 +34,16 @@ pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<
 
     let stats = Arc::new(Stats::default());
     let signal = Arc::new(ShutdownSignal::default());
-    let (shutdown, wake) = Shutdown::new(Arc::clone(&signal));
-    let serve = accept::run(listener, Arc::new(config.clone()), Arc::clone(&stats), shutdown);
+    // `trigger` itself wakes every task awaiting `signal.triggered()`, and
+    // the runtime's threads wake with their tasks: nothing else is blocked.
+    let wake: Waker = Box::new(|| {});
+    let serve = accept::run(listener, Arc::new(config.clone()), Arc::clone(&stats), Arc::clone(&signal));
     let deadline_signal = Arc::clone(&signal);
     let thread = thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {
         runtime.block_on(serve);
         // Drop the runtime here, on its own thread, and wait for its workers
         // so that `Server::shutdown` returns only once they have exited.
-        let left = deadline_signal
-            .deadline()
-            .map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
-        runtime.shutdown_timeout(left.max(WORKER_EXIT));
+        runtime.shutdown_timeout(deadline_signal.time_left().max(WORKER_EXIT));
     })?;
     tracing::debug!(backend = "tokio", addr = %local_addr, threads = config.threads, "serving");
     Ok(Server::new(local_addr, stats, signal, wake, vec![thread]))

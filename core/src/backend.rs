@@ -1,14 +1,18 @@
 //! The [`Backend`] trait every I/O engine implements, the [`ServerConfig`] it
 //! serves with, and the [`Server`] handle it returns.
 
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, OnceLock};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{self, Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{DEFAULT_MAX_LINE, DEFAULT_READ_SIZE, Mode};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::tasks::WakerSet;
 
 /// An I/O engine that serves the echo protocol.
 ///
@@ -79,16 +83,26 @@ pub fn raise_descriptor_limit() -> io::Result<u64> {
 /// The shared "stop now" flag of one server, with its drain deadline.
 ///
 /// Set once by [`Server::shutdown`]; backends check it after every wake-up.
+/// Async backends can also await [`ShutdownSignal::triggered`], which
+/// [`ShutdownSignal::trigger`] wakes by itself.
 #[derive(Debug, Default)]
 pub struct ShutdownSignal {
     deadline: OnceLock<Instant>,
+    /// Tasks parked in [`Triggered`], woken by `trigger`.
+    waiting: Mutex<WakerSet>,
 }
 
 impl ShutdownSignal {
     /// Asks the server to stop accepting and to drain until `now + drain`.
-    /// Later calls keep the first deadline.
+    /// Later calls keep the first deadline. Wakes every task awaiting
+    /// [`ShutdownSignal::triggered`]; threads blocked elsewhere still need
+    /// the backend's [`Waker`].
     pub fn trigger(&self, drain: Duration) {
         let _ = self.deadline.set(Instant::now() + drain);
+        // The flag is set before the wakers are taken: a `Triggered` that
+        // registers after this sees the flag on its re-check instead.
+        let wakers = crate::tasks::lock(&self.waiting).take();
+        wakers.into_iter().for_each(task::Waker::wake);
     }
 
     /// The drain deadline, once shutdown has begun.
@@ -101,9 +115,63 @@ impl ShutdownSignal {
         self.deadline.get().is_some()
     }
 
+    /// Time left until the drain deadline: zero once it has passed, and
+    /// zero if asked before shutdown began.
+    pub fn time_left(&self) -> Duration {
+        self.deadline().map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()))
+    }
+
     /// Whether the drain deadline has passed: close everything now.
     pub fn is_expired(&self) -> bool {
         self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Resolves once [`ShutdownSignal::trigger`] has been called (at once if
+    /// it already was). It needs no runtime, so it runs on any executor.
+    ///
+    /// Cancel-safe: dropping it only unregisters its waker, so it can sit in
+    /// a branch of `or` / `select!` that is rebuilt on every loop.
+    pub fn triggered(&self) -> Triggered<'_> {
+        Triggered { signal: self, key: None }
+    }
+}
+
+/// The future of [`ShutdownSignal::triggered`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Triggered<'a> {
+    signal: &'a ShutdownSignal,
+    /// Where this future's waker sits in the signal's set, once registered.
+    key: Option<u64>,
+}
+
+impl Future for Triggered<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.signal.is_triggered() {
+            return Poll::Ready(());
+        }
+        let mut waiting = crate::tasks::lock(&this.signal.waiting);
+        waiting.register(&mut this.key, cx);
+        // Checked again after registering: `trigger` sets the flag and then
+        // takes the wakers under this lock, so either it took ours or the
+        // flag is visible now. Without this a trigger between the first
+        // check and the registration would be lost.
+        if this.signal.is_triggered() {
+            waiting.remove(this.key.take());
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Triggered<'_> {
+    fn drop(&mut self) {
+        if self.key.is_some() {
+            crate::tasks::lock(&self.signal.waiting).remove(self.key.take());
+        }
     }
 }
 
@@ -206,5 +274,59 @@ impl std::fmt::Debug for Server {
             .field("stats", &self.stats.snapshot())
             .field("threads", &self.threads.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::ShutdownSignal;
+    use crate::tasks::test_executor::{block_on, poll_once};
+
+    #[test]
+    fn triggered_is_ready_once_triggered() {
+        let signal = ShutdownSignal::default();
+        signal.trigger(Duration::from_secs(1));
+        block_on(signal.triggered());
+        assert!(signal.deadline().is_some());
+    }
+
+    #[test]
+    fn triggered_waits_for_trigger() {
+        let signal = ShutdownSignal::default();
+        let mut triggered = signal.triggered();
+        assert!(poll_once(&mut triggered).is_pending());
+        assert!(poll_once(&mut triggered).is_pending());
+        // Repeated polls replace the waker instead of piling up.
+        assert_eq!(crate::tasks::lock(&signal.waiting).take().len(), 1);
+        signal.trigger(Duration::ZERO);
+        assert!(poll_once(&mut triggered).is_ready());
+    }
+
+    #[test]
+    fn dropping_a_pending_triggered_unregisters_it() {
+        let signal = ShutdownSignal::default();
+        let mut triggered = signal.triggered();
+        assert!(poll_once(&mut triggered).is_pending());
+        drop(triggered);
+        assert!(crate::tasks::lock(&signal.waiting).take().is_empty());
+    }
+
+    #[test]
+    fn trigger_from_another_thread_wakes_every_waiter() {
+        let signal = Arc::new(ShutdownSignal::default());
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let signal = Arc::clone(&signal);
+                std::thread::spawn(move || block_on(signal.triggered()))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(20));
+        signal.trigger(Duration::ZERO);
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
     }
 }

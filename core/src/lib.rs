@@ -24,10 +24,12 @@ pub mod connection;
 pub mod listener;
 pub mod protocol;
 pub mod stats;
+pub mod tasks;
 
 pub use accept::AcceptBackoff;
-pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Waker};
+pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, Waker};
 pub use connection::{CloseReason, Connection};
 pub use listener::bind;
 pub use protocol::{Mode, Session};
 pub use stats::{Stats, StatsSnapshot};
+pub use tasks::{TaskToken, TaskTracker};
