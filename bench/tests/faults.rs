@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ServerChild, fd_count, pattern, status_kib, wait_until, write_until_stalled};
-use echo_bench::procfs;
+use common::{ServerChild, pattern, wait_until, write_until_stalled};
+use echo_bench::procfs::{self, fd_count, status_kib};
 use socket2::SockRef;
 
 const TIMEOUT: Duration = Duration::from_secs(20);

@@ -11,7 +11,8 @@ use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{ServerChild, fd_count, status_kib, wait_until};
+use common::{ServerChild, wait_until};
+use echo_bench::procfs::{fd_count, status_kib};
 
 const CONNECTIONS: usize = 5000;
 

@@ -91,21 +91,7 @@ impl Drop for ServerChild {
     }
 }
 
-/// Descriptors the process `pid` has open now.
-pub fn fd_count(pid: u32) -> io::Result<usize> {
-    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
-}
-
-/// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM, ...), in KiB.
-pub fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok()
-        })
-        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
-}
+// Descriptor counts and /proc/PID/status figures: `echo_bench::procfs`.
 
 /// Polls `condition` every few milliseconds until it holds or `timeout`
 /// passes; returns the error `what` on timeout.
