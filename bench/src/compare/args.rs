@@ -122,6 +122,19 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub repeat: usize,
 
+    /// A run whose server and client together spent more than this many
+    /// percent more CPU per round trip than the cheapest run of its cell
+    /// is taken as disturbed by other load on the machine: it is left out
+    /// of the figures (results.json keeps it) and the cell runs again.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT", value_parser = percent)]
+    pub tolerance: f64,
+
+    /// At most this many runs made again in place of disturbed ones
+    /// [default: a third of the planned runs]. 0 runs none again; the
+    /// disturbed runs are still left out of the figures.
+    #[arg(long, value_name = "RUNS")]
+    pub reruns: Option<usize>,
+
     /// How the servers form replies (the load checks every byte against it).
     #[arg(short, long, value_enum, default_value_t)]
     pub mode: ModeArg,
@@ -143,4 +156,14 @@ pub struct CompareArgs {
     /// and SVG charts into this directory, creating it if needed.
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+}
+
+/// A percentage: a number, at least 0, with or without a `%`.
+fn percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text.trim_end_matches('%').trim().parse().map_err(|e| format!("{e}"))?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err("must be a percentage of 0 or more".to_owned())
+    }
 }

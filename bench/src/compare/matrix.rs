@@ -46,6 +46,11 @@ pub struct Settings {
     pub warmup: Duration,
     /// Runs per cell.
     pub repeat: usize,
+    /// How far above its cell's cheapest run a run may cost before it is
+    /// taken as disturbed, as a fraction (0.05 is 5 %).
+    pub tolerance: f64,
+    /// At most this many runs made again in place of disturbed ones.
+    pub reruns: usize,
     /// The servers' reply mode.
     #[serde(serialize_with = "mode_name")]
     pub mode: ModeArg,
@@ -67,7 +72,7 @@ impl Settings {
             anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
         }
         anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
-        let settings = Settings {
+        let mut settings = Settings {
             backends: dedup(&args.backends),
             connections: dedup(&args.connections),
             sizes: dedup(&args.sizes),
@@ -76,6 +81,8 @@ impl Settings {
             duration: args.duration,
             warmup: args.warmup,
             repeat: args.repeat,
+            tolerance: args.tolerance / 100.0,
+            reruns: 0,
             mode: args.mode,
             rate: args.rate,
             client_threads: args.client_threads.max(1),
@@ -89,6 +96,7 @@ impl Settings {
                 && !settings.pipeline.is_empty(),
             "every list option needs at least one value"
         );
+        settings.reruns = args.reruns.unwrap_or_else(|| settings.runs().len().div_ceil(3));
         Ok(settings)
     }
 
@@ -179,6 +187,15 @@ mod tests {
         }
         assert_eq!(s.connections, [1, 50, 500]);
         assert_eq!(s.runs().len(), names.len() * 3 * 5);
+        assert_eq!(s.reruns, names.len() * 5, "a third of the runs");
+        assert_eq!(s.tolerance, 0.05);
+    }
+
+    #[test]
+    fn tolerance_and_reruns_can_be_set() {
+        let s = settings(&["--tolerance", "2.5%", "--reruns", "0"]);
+        assert_eq!((s.tolerance, s.reruns), (0.025, 0));
+        assert_eq!(settings(&["--tolerance", "10"]).tolerance, 0.1);
     }
 
     #[test]
@@ -213,6 +230,8 @@ mod tests {
         assert!(parse(&["--backends", "nosuch"]).is_err());
         assert!(parse(&["--connections", "0"]).is_err());
         assert!(parse(&["--repeat", "0"]).is_err());
+        assert!(parse(&["--tolerance", "-1"]).is_err());
+        assert!(parse(&["--tolerance", "lots"]).is_err());
         assert!(parse(&["--backends", "select-poll,async-std"]).is_ok());
     }
 }

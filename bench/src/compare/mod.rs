@@ -6,7 +6,8 @@
 //! peak memory are its own and read from `/proc`, and no run inherits
 //! another's heap or sockets. Runs are interleaved across backends and
 //! repeats are spread over the whole comparison (see [`Settings::runs`]), so
-//! noise on the machine lands on every backend alike.
+//! noise on the machine lands on every backend alike; a run that noise
+//! disturbed all the same is left out and made again (see [`noise`]).
 //!
 //! The output is a Markdown table of medians with their min–max on stdout
 //! and, with `--out DIR`, `results.json` (every run's full report, the
@@ -22,6 +23,7 @@ mod args;
 pub mod charts;
 pub mod env;
 pub mod matrix;
+pub mod noise;
 mod progress;
 pub mod results;
 pub mod stats;
@@ -64,20 +66,46 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
     let env = Environment::capture();
 
     let order = settings.runs();
-    let progress = Progress::new(&settings, order.len());
+    let mut progress = Progress::new(&settings, order.len());
     let mut runs = Vec::new();
     let mut failures = Vec::new();
-    for (index, &(repeat, cell)) in order.iter().enumerate() {
-        progress.start(&cell);
-        match run_one(&exe, &settings, &cell) {
-            Ok(report) => {
-                progress.finish(index, repeat, &cell, Ok(&report));
-                runs.push(Run { cell, repeat, report });
-            }
-            Err(err) => {
-                progress.finish(index, repeat, &cell, Err(&err));
-                failures.push(Failure { cell, repeat, error: format!("{err:#}") });
-            }
+    for &(repeat, cell) in &order {
+        run_and_record(&exe, &settings, repeat, cell, &progress, &mut runs, &mut failures);
+    }
+    // Runs disturbed by other load on the machine are left out and made
+    // again, a pass over the cells that lack clean runs at a time, while
+    // the budget lasts.
+    let mut budget = settings.reruns;
+    loop {
+        noise::mark(&mut runs, settings.tolerance);
+        let mut again = noise::cells_to_rerun(&settings, &runs, &failures);
+        if again.is_empty() {
+            break;
+        }
+        if budget == 0 {
+            progress.note(&format!(
+                "compare: {} cells have fewer than {} undisturbed runs and the rerun budget is spent; \
+                 their figures come from the runs they have",
+                again.len(),
+                settings.repeat
+            ));
+            break;
+        }
+        again.truncate(budget);
+        budget -= again.len();
+        let disturbed = runs.iter().filter(|r| r.disturbed).count();
+        progress.extend(again.len());
+        progress.note(&format!(
+            "compare: {disturbed} runs so far cost more than {}% above their cell's cheapest \
+             (disturbed by other load); running {} cell{} again",
+            settings.tolerance * 100.0,
+            again.len(),
+            if again.len() == 1 { "" } else { "s" }
+        ));
+        for cell in again {
+            let repeat = runs.iter().filter(|r| r.cell == cell).count()
+                + failures.iter().filter(|f| f.cell == cell).count();
+            run_and_record(&exe, &settings, repeat, cell, &progress, &mut runs, &mut failures);
         }
     }
     progress.done();
@@ -103,6 +131,29 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
         eprintln!("  {}, run {}: {}", progress::describe(&f.cell), f.repeat + 1, f.error);
     }
     Ok(false)
+}
+
+/// Runs repeat `repeat` of `cell` and files its outcome.
+fn run_and_record(
+    exe: &Path,
+    settings: &Settings,
+    repeat: usize,
+    cell: Cell,
+    progress: &Progress,
+    runs: &mut Vec<Run>,
+    failures: &mut Vec<Failure>,
+) {
+    progress.start(&cell);
+    match run_one(exe, settings, &cell) {
+        Ok(report) => {
+            progress.finish(repeat, &cell, Ok(&report));
+            runs.push(Run { cell, repeat, report, disturbed: false });
+        }
+        Err(err) => {
+            progress.finish(repeat, &cell, Err(&err));
+            failures.push(Failure { cell, repeat, error: format!("{err:#}") });
+        }
+    }
 }
 
 /// One run: a fresh server for `cell`, a verified load, the server stopped.
@@ -166,15 +217,17 @@ pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<R
     Ok(report)
 }
 
-/// Each cell's medians over its successful runs, in the order of the table.
+/// Each cell's medians over its clean runs, in the order of the table.
 pub fn summarize(settings: &Settings, runs: &[Run], failures: &[Failure]) -> Vec<CellSummary> {
     settings
         .cells()
         .into_iter()
         .map(|cell| {
-            let reports: Vec<&Report> = runs.iter().filter(|r| r.cell == cell).map(|r| &r.report).collect();
+            let (disturbed, clean): (Vec<&Run>, Vec<&Run>) =
+                runs.iter().filter(|r| r.cell == cell).partition(|r| r.disturbed);
+            let reports: Vec<&Report> = clean.iter().map(|r| &r.report).collect();
             let failed = failures.iter().filter(|f| f.cell == cell).count();
-            CellSummary::new(cell, &reports, failed)
+            CellSummary::new(cell, &reports, failed, disturbed.len())
         })
         .collect()
 }

@@ -13,6 +13,9 @@ use crate::load::Report;
 #[derive(Debug)]
 pub(super) struct Progress {
     bar: Option<ProgressBar>,
+    /// Runs finished so far.
+    done: std::cell::Cell<usize>,
+    /// Runs planned so far: reruns add to it.
     total: usize,
     repeat: usize,
 }
@@ -40,7 +43,7 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Progress { bar, total, repeat: settings.repeat }
+        Progress { bar, done: std::cell::Cell::new(0), total, repeat: settings.repeat }
     }
 
     /// A run of `cell` is starting.
@@ -50,15 +53,24 @@ impl Progress {
         }
     }
 
-    /// Run number `index` (from 0), repeat `repeat` of `cell`, ended with
-    /// `outcome`.
-    pub(super) fn finish(
-        &self,
-        index: usize,
-        repeat: usize,
-        cell: &Cell,
-        outcome: Result<&Report, &anyhow::Error>,
-    ) {
+    /// `more` runs are planned on top of those announced.
+    pub(super) fn extend(&mut self, more: usize) {
+        self.total += more;
+        if let Some(bar) = &self.bar {
+            bar.set_length(self.total as u64);
+        }
+    }
+
+    /// A line of its own between the runs' lines.
+    pub(super) fn note(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Repeat `repeat` (from 0) of `cell` ended with `outcome`.
+    pub(super) fn finish(&self, repeat: usize, cell: &Cell, outcome: Result<&Report, &anyhow::Error>) {
         let what = match outcome {
             Ok(r) => {
                 let server = r
@@ -71,21 +83,17 @@ impl Progress {
             }
             Err(err) => format!("FAILED: {err:#}"),
         };
+        self.done.set(self.done.get() + 1);
         let width = self.total.to_string().len();
-        let line = format!(
-            "[{:>width$}/{}] {}, run {}/{}: {what}",
-            index + 1,
-            self.total,
-            describe(cell),
-            repeat + 1,
-            self.repeat
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.println(line);
-                bar.inc(1);
-            }
-            None => eprintln!("{line}"),
+        let which = match repeat < self.repeat {
+            true => format!("run {}/{}", repeat + 1, self.repeat),
+            false => format!("run {} (again)", repeat + 1),
+        };
+        let line =
+            format!("[{:>width$}/{}] {}, {which}: {what}", self.done.get(), self.total, describe(cell));
+        self.note(&line);
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
         }
     }
 

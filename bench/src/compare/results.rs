@@ -16,10 +16,14 @@ pub struct Run {
     /// The cell it belongs to.
     #[serde(flatten)]
     pub cell: Cell,
-    /// Which repeat, from 0.
+    /// Which repeat, from 0; runs made again after a disturbed one carry
+    /// on from the last.
     pub repeat: usize,
     /// Everything the load measured.
     pub report: Report,
+    /// Whether other load on the machine disturbed it (see
+    /// [`super::noise`]): then it is left out of the figures.
+    pub disturbed: bool,
 }
 
 /// One failed run: a wrong reply, a server that did not start or that
@@ -44,7 +48,7 @@ pub struct Results {
     pub settings: Settings,
     /// Each cell's median and min–max, in the order of the table.
     pub medians: Vec<CellSummary>,
-    /// Every successful run, in the order they ran.
+    /// Every successful run, in the order they ran, disturbed ones too.
     pub runs: Vec<Run>,
     /// Every failed run, in the order they ran.
     pub failures: Vec<Failure>,

@@ -6,7 +6,8 @@ use super::matrix::Cell;
 use super::stats::Spread;
 use crate::load::Report;
 
-/// The median and min–max of each figure over a cell's successful runs.
+/// The median and min–max of each figure over a cell's clean runs: those
+/// that succeeded and were not disturbed.
 /// A figure no run measured is `None`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CellSummary {
@@ -17,6 +18,9 @@ pub struct CellSummary {
     pub runs: usize,
     /// Runs that failed, left out of every figure.
     pub failed: usize,
+    /// Runs disturbed by other load on the machine, left out of every
+    /// figure (and made again while the rerun budget lasted).
+    pub disturbed: usize,
     /// Whether the load generator was saturated in any run: the figures
     /// then say as much about the client as about the server.
     pub client_saturated: bool,
@@ -35,15 +39,16 @@ pub struct CellSummary {
 }
 
 impl CellSummary {
-    /// Sums up `reports`, the successful runs of `cell`, beside `failed`
-    /// failed ones.
-    pub fn new(cell: Cell, reports: &[&Report], failed: usize) -> CellSummary {
+    /// Sums up `reports`, the clean runs of `cell`, beside `failed` failed
+    /// and `disturbed` disturbed ones.
+    pub fn new(cell: Cell, reports: &[&Report], failed: usize, disturbed: usize) -> CellSummary {
         let spread =
             |figure: fn(&Report) -> Option<f64>| Spread::of(reports.iter().filter_map(|r| figure(r)));
         CellSummary {
             cell,
             runs: reports.len(),
             failed,
+            disturbed,
             client_saturated: reports.iter().any(|r| r.client_saturated),
             round_trips_per_s: spread(|r| Some(r.round_trips_per_s)),
             latency_p50_us: spread(|r| Some(r.latency_us.p50)),

@@ -52,6 +52,9 @@ pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
         if s.failed > 0 {
             name.push('†');
         }
+        if s.runs > 0 && s.runs + s.failed < settings.repeat {
+            name.push('‡');
+        }
         let mut row = vec![name];
         row.extend(params.iter().map(|(_, f)| f(&s.cell).to_string()));
         if s.runs == 0 {
@@ -72,7 +75,7 @@ pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
         let _ = writeln!(out, "| {} |", row.join(" | "));
     }
 
-    let notes = footnotes(summaries);
+    let notes = footnotes(summaries, settings.repeat);
     if !notes.is_empty() {
         let _ = writeln!(out, "\n{notes}");
     }
@@ -114,10 +117,22 @@ fn preamble(settings: &Settings, summaries: &[CellSummary]) -> String {
         settings.repeat,
         if settings.repeat == 1 { "" } else { "s" },
     );
+    let disturbed: usize = summaries.iter().map(|s| s.disturbed).sum();
+    if disturbed > 0 {
+        let _ = write!(
+            text,
+            " {disturbed} run{} cost more than {}% above the cheapest run of {} cell (server and client CPU \
+             per round trip together), were taken as disturbed by other load on the machine and were left \
+             out and made again; results.json keeps them.",
+            if disturbed == 1 { "" } else { "s" },
+            settings.tolerance * 100.0,
+            if disturbed == 1 { "its" } else { "their" },
+        );
+    }
     text
 }
 
-fn footnotes(summaries: &[CellSummary]) -> String {
+fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
     let mut notes = String::new();
     if summaries.iter().any(|s| s.client_saturated) {
         let _ = writeln!(
@@ -144,6 +159,18 @@ fn footnotes(summaries: &[CellSummary]) -> String {
             notes,
             "`†` Runs FAILED and left out of the figures (the errors are on stderr and in results.json): {}.",
             failed.join(", ")
+        );
+    }
+    let short: Vec<String> = summaries
+        .iter()
+        .filter(|s| s.runs > 0 && s.runs + s.failed < repeat)
+        .map(|s| format!("{} at {} connections ({} of {repeat})", s.cell.backend, s.cell.connections, s.runs))
+        .collect();
+    if !short.is_empty() {
+        let _ = writeln!(
+            notes,
+            "`‡` Fewer undisturbed runs than asked for (the rerun budget ran out): {}.",
+            short.join(", ")
         );
     }
     notes
@@ -198,6 +225,8 @@ mod tests {
             duration: Duration::from_secs(2),
             warmup: Duration::from_secs(1),
             repeat: 3,
+            tolerance: 0.05,
+            reruns: 6,
             mode: crate::cli::ModeArg::Got,
             rate: None,
             client_threads: 1,
@@ -206,11 +235,22 @@ mod tests {
     }
 
     fn summary(backend: Contender, connections: usize, runs: usize, failed: usize) -> CellSummary {
+        summary_with(backend, connections, runs, failed, 0)
+    }
+
+    fn summary_with(
+        backend: Contender,
+        connections: usize,
+        runs: usize,
+        failed: usize,
+        disturbed: usize,
+    ) -> CellSummary {
         let spread = |median, min, max| Some(Spread { median, min, max });
         CellSummary {
             cell: Cell { backend, connections, size: 64, threads: 1, pipeline: 1 },
             runs,
             failed,
+            disturbed,
             client_saturated: connections > 1,
             round_trips_per_s: spread(45_000.4, 44_000.0, 46_000.0),
             latency_p50_us: spread(21.04, 20.0, 22.5),
@@ -243,6 +283,20 @@ mod tests {
         assert!(lines[6].starts_with("| mio† | 1 | failed | failed"), "{}", lines[6]);
         assert!(table.contains("`*` The load generator was saturated"));
         assert!(table.contains("mio at 50 connections (1 of 3), mio at 1 connections (3 of 3)"), "{table}");
+    }
+
+    #[test]
+    fn disturbed_runs_are_counted_and_short_cells_marked() {
+        let mio = Contender { backend: BackendName::Mio, poller: Poller::Select };
+        let tokio = Contender { backend: BackendName::Tokio, poller: Poller::Select };
+        let table = render(&settings(), &[summary_with(mio, 1, 3, 0, 2), summary_with(tokio, 1, 2, 0, 4)]);
+        let first = table.lines().next().unwrap_or_default();
+        assert!(first.contains(" 6 runs cost more than 5% above the cheapest run of their cell"), "{first}");
+        assert!(table.contains("| mio | 1 |"), "{table}");
+        assert!(table.contains("| tokio‡ | 1 |"), "{table}");
+        assert!(table.contains("`‡` Fewer undisturbed runs than asked for (the rerun budget ran out): tokio at 1 connections (2 of 3)."), "{table}");
+        let quiet = render(&settings(), &[summary(mio, 1, 3, 0)]);
+        assert!(!quiet.contains("disturbed") && !quiet.contains('‡'), "{quiet}");
     }
 
     #[test]

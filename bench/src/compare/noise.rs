@@ -1,0 +1,165 @@
+//! Telling a run disturbed by other load on the machine from a clean one.
+//!
+//! Noise on a shared machine comes in episodes: for a few seconds or a few
+//! minutes, something else (another process, or another guest on the same
+//! host) slows every process down, and a server's CPU time per round trip
+//! goes up by as much as a third. Interleaving the backends spreads an
+//! episode over all of them, but an episode that covers several repeats of
+//! a cell still moves its median.
+//!
+//! Noise only ever adds CPU time: nothing else on the machine makes a round
+//! trip cheaper. So among a cell's runs the cheapest is the least disturbed,
+//! and a run that cost clearly more than it was disturbed. A run's cost here
+//! is the server's plus the client's CPU time per round trip: an episode on
+//! either CPU shows, and the client, the same program in every run, acts as
+//! a thermometer for the CPU it runs on. A disturbed run is kept in
+//! results.json but left out of the figures, and its cell runs again.
+
+use super::matrix::{Cell, Settings};
+use super::results::{Failure, Run};
+use crate::load::Report;
+
+/// What a run cost: CPU time per round trip, server and client together.
+pub fn cost(report: &Report) -> f64 {
+    report.client_cpu_us_per_round_trip + report.server.as_ref().map_or(0.0, |s| s.cpu_us_per_round_trip)
+}
+
+/// Marks each run disturbed or not: disturbed when its cost is more than
+/// `tolerance` (a fraction) above the cheapest run of its cell.
+pub fn mark(runs: &mut [Run], tolerance: f64) {
+    let mut cheapest: Vec<(Cell, f64)> = Vec::new();
+    for run in runs.iter() {
+        let c = cost(&run.report);
+        match cheapest.iter_mut().find(|(cell, _)| *cell == run.cell) {
+            Some((_, best)) => *best = best.min(c),
+            None => cheapest.push((run.cell, c)),
+        }
+    }
+    for run in runs.iter_mut() {
+        let best = cheapest.iter().find(|(cell, _)| *cell == run.cell).map_or(f64::NAN, |b| b.1);
+        run.disturbed = cost(&run.report) > best * (1.0 + tolerance);
+    }
+}
+
+/// The cells that need another run, in the order of the table (so a rerun
+/// pass interleaves the backends too): those with fewer than `repeat`
+/// clean runs. Failed runs count as done: a failure is reported, not
+/// retried.
+pub fn cells_to_rerun(settings: &Settings, runs: &[Run], failures: &[Failure]) -> Vec<Cell> {
+    settings
+        .cells()
+        .into_iter()
+        .filter(|cell| {
+            let clean = runs.iter().filter(|r| r.cell == *cell && !r.disturbed).count();
+            let failed = failures.iter().filter(|f| f.cell == *cell).count();
+            clean + failed < settings.repeat
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::load::{Errors, Latency, ServerFigures};
+    use crate::procfs::CpuTime;
+
+    fn settings(args: &[&str]) -> Settings {
+        let cli = Cli::parse_from(["echo-bench", "compare"].iter().chain(args));
+        match cli.command {
+            Some(Command::Compare(args)) => Settings::new(&args, false).unwrap(),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// A report of which only the CPU figures matter.
+    fn report(server: Option<f64>, client: f64) -> Report {
+        Report {
+            addr: "127.0.0.1:1".into(),
+            mode: "got".into(),
+            connections: 50,
+            size: 64,
+            pipeline: 1,
+            rate: None,
+            client_threads: 1,
+            duration_s: 1.0,
+            round_trips: 1000,
+            round_trips_per_s: 1000.0,
+            mb_per_s_out: 0.0,
+            mb_per_s_in: 0.0,
+            latency_us: Latency::default(),
+            slowest_connection: 20,
+            fastest_connection: 20,
+            errors: Errors::default(),
+            client_cpu: CpuTime::default(),
+            client_cpu_us_per_round_trip: client,
+            client_cpu_utilization: 0.5,
+            client_saturated: false,
+            server: server.map(|cpu| ServerFigures {
+                cpu: CpuTime::default(),
+                cpu_us_per_round_trip: cpu,
+                cpu_utilization: 0.5,
+                peak_rss_kib: None,
+            }),
+            samples: Vec::new(),
+        }
+    }
+
+    fn run(cell: Cell, repeat: usize, server: f64, client: f64) -> Run {
+        Run { cell, repeat, report: report(Some(server), client), disturbed: false }
+    }
+
+    #[test]
+    fn a_run_costing_more_than_the_tolerance_above_the_cheapest_is_disturbed() {
+        let s = settings(&["--backends", "mio", "--connections", "50"]);
+        let cell = s.cells()[0];
+        // Costs 10.0, 10.4 (+4 %), 10.6 (+6 %: the server's CPU alone),
+        // 10.6 (the client's alone), 13.0 (both).
+        let mut runs = vec![
+            run(cell, 0, 5.0, 5.0),
+            run(cell, 1, 5.2, 5.2),
+            run(cell, 2, 5.6, 5.0),
+            run(cell, 3, 5.0, 5.6),
+            run(cell, 4, 6.5, 6.5),
+        ];
+        mark(&mut runs, 0.05);
+        let disturbed: Vec<bool> = runs.iter().map(|r| r.disturbed).collect();
+        assert_eq!(disturbed, [false, false, true, true, true]);
+        assert_eq!(cells_to_rerun(&s, &runs, &[]), [cell]);
+    }
+
+    #[test]
+    fn cells_are_compared_only_with_themselves() {
+        let s = settings(&["--backends", "mio,tokio", "--connections", "50", "--repeat", "1"]);
+        let (mio, tokio) = (s.cells()[0], s.cells()[1]);
+        let mut runs = vec![run(mio, 0, 4.0, 4.0), run(tokio, 0, 6.0, 6.0)];
+        mark(&mut runs, 0.05);
+        assert!(runs.iter().all(|r| !r.disturbed));
+        assert!(cells_to_rerun(&s, &runs, &[]).is_empty());
+    }
+
+    #[test]
+    fn reruns_go_in_table_order_and_failures_are_not_retried() {
+        let s = settings(&["--backends", "mio,tokio,smol", "--connections", "50", "--repeat", "2"]);
+        let [mio, tokio, smol] = [s.cells()[0], s.cells()[1], s.cells()[2]];
+        let mut runs = vec![
+            run(smol, 0, 9.0, 9.0),
+            run(smol, 1, 4.0, 4.0),
+            run(mio, 0, 4.0, 4.0),
+            run(tokio, 0, 4.0, 4.0),
+            run(mio, 1, 4.0, 4.0),
+        ];
+        let failures = [Failure { cell: tokio, repeat: 1, error: "reset".into() }];
+        mark(&mut runs, 0.05);
+        assert_eq!(cells_to_rerun(&s, &runs, &failures), [smol]);
+        assert_eq!(cells_to_rerun(&s, &runs, &[]), [tokio, smol]);
+    }
+
+    #[test]
+    fn cost_adds_server_and_client() {
+        assert_eq!(cost(&report(Some(3.0), 2.5)), 5.5);
+        assert_eq!(cost(&report(None, 2.5)), 2.5);
+    }
+}
