@@ -130,7 +130,7 @@ pub struct CompareArgs {
     pub tolerance: f64,
 
     /// At most this many runs made again in place of disturbed ones
-    /// [default: a third of the planned runs]. 0 runs none again; the
+    /// [default: half the planned runs]. 0 runs none again; the
     /// disturbed runs are still left out of the figures.
     #[arg(long, value_name = "RUNS")]
     pub reruns: Option<usize>,

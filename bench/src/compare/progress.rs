@@ -28,10 +28,12 @@ impl Progress {
             .checked_mul(u32::try_from(total).unwrap_or(u32::MAX))
             .unwrap_or(Duration::MAX);
         eprintln!(
-            "compare: {total} runs ({} cells × {} repeats), about {}",
+            "compare: {total} runs ({} cells × {} repeats), about {}, and up to {} more in place of \
+             runs that other load on the machine disturbs",
             total / settings.repeat.max(1),
             settings.repeat,
-            humantime::format_duration(Duration::from_secs(estimate.as_secs().max(1)))
+            humantime::format_duration(Duration::from_secs(estimate.as_secs().max(1))),
+            settings.reruns
         );
         let bar = io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
