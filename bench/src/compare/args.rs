@@ -130,7 +130,7 @@ pub struct CompareArgs {
     pub tolerance: f64,
 
     /// At most this many runs made again in place of disturbed ones
-    /// [default: half the planned runs]. 0 runs none again; the
+    /// [default: a third of the planned runs; a cell makes at most half its repeats again]. 0 runs none again; the
     /// disturbed runs are still left out of the figures.
     #[arg(long, value_name = "RUNS")]
     pub reruns: Option<usize>,

@@ -96,7 +96,7 @@ impl Settings {
                 && !settings.pipeline.is_empty(),
             "every list option needs at least one value"
         );
-        settings.reruns = args.reruns.unwrap_or_else(|| settings.runs().len().div_ceil(2));
+        settings.reruns = args.reruns.unwrap_or_else(|| settings.runs().len().div_ceil(3));
         Ok(settings)
     }
 
@@ -187,7 +187,7 @@ mod tests {
         }
         assert_eq!(s.connections, [1, 50, 500]);
         assert_eq!(s.runs().len(), names.len() * 3 * 5);
-        assert_eq!(s.reruns, names.len() * 3 * 5 / 2, "half the runs");
+        assert_eq!(s.reruns, names.len() * 5, "a third of the runs");
         assert_eq!(s.tolerance, 0.05);
     }
 

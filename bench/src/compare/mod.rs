@@ -79,16 +79,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
     loop {
         noise::mark(&mut runs, settings.tolerance);
         let mut again = noise::cells_to_rerun(&settings, &runs, &failures);
-        if again.is_empty() {
-            break;
-        }
-        if budget == 0 {
-            progress.note(&format!(
-                "compare: {} cells have fewer than {} undisturbed runs and the rerun budget is spent; \
-                 their figures come from the runs they have",
-                again.len(),
-                settings.repeat
-            ));
+        if again.is_empty() || budget == 0 {
             break;
         }
         again.truncate(budget);
@@ -109,6 +100,20 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
         }
     }
     progress.done();
+    let short = summarize(&settings, &runs, &failures)
+        .iter()
+        .filter(|s| s.runs > 0 && s.runs + s.failed < settings.repeat)
+        .count();
+    if short > 0 {
+        eprintln!(
+            "compare: {short} cell{} fewer than {} undisturbed runs (the rerun budget ran out, or the \
+             cell varies by more than {}% by itself); {} figures come from the runs there are",
+            if short == 1 { " has" } else { "s have" },
+            settings.repeat,
+            settings.tolerance * 100.0,
+            if short == 1 { "its" } else { "their" },
+        );
+    }
 
     let medians = summarize(&settings, &runs, &failures);
     print!("{}", table::render(&settings, &medians));

@@ -169,7 +169,8 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
     if !short.is_empty() {
         let _ = writeln!(
             notes,
-            "`‡` Fewer undisturbed runs than asked for (the rerun budget ran out): {}.",
+            "`‡` Fewer undisturbed runs than asked for (the rerun budget ran out, or the cell varies by more \
+             than the tolerance by itself): {}.",
             short.join(", ")
         );
     }
@@ -294,7 +295,7 @@ mod tests {
         assert!(first.contains(" 6 runs cost more than 5% above the cheapest run of their cell"), "{first}");
         assert!(table.contains("| mio | 1 |"), "{table}");
         assert!(table.contains("| tokio‡ | 1 |"), "{table}");
-        assert!(table.contains("`‡` Fewer undisturbed runs than asked for (the rerun budget ran out): tokio at 1 connections (2 of 3)."), "{table}");
+        assert!(table.contains("by itself): tokio at 1 connections (2 of 3)."), "{table}");
         let quiet = render(&settings(), &[summary(mio, 1, 3, 0)]);
         assert!(!quiet.contains("disturbed") && !quiet.contains('‡'), "{quiet}");
     }
