@@ -74,13 +74,18 @@ struct Conn {
     /// Round trips completed inside the measured window.
     measured: u64,
     alive: bool,
+    /// Messages kept in flight.
+    pipeline: usize,
+    /// Whether messages go out on a schedule (`--rate`) rather than as
+    /// soon as a reply frees a slot.
+    open_loop: bool,
 }
 
 impl Conn {
     /// Queues messages while the pipeline has room.
-    fn fill(&mut self, pipeline: usize, open_loop: bool, now: Instant) {
-        while self.in_flight.len() < pipeline {
-            let start = if open_loop {
+    fn fill(&mut self, now: Instant) {
+        while self.in_flight.len() < self.pipeline {
+            let start = if self.open_loop {
                 // A message sent late counts from when it was due (that is
                 // the coordinated-omission correction); one sent a little
                 // early, to batch sends, counts from when it was sent.
@@ -154,6 +159,8 @@ pub(crate) fn run(
             overdue: VecDeque::new(),
             measured: 0,
             alive: true,
+            pipeline: config.pipeline.max(1),
+            open_loop: config.rate.is_some(),
         });
     }
 
@@ -185,7 +192,6 @@ pub(crate) fn run(
         cpu: CpuTime::default(),
         mismatch: None,
     };
-    let pipeline = config.pipeline.max(1);
     let mut measuring = false;
     let mut cpu_start = CpuTime::default();
     let mut buf = vec![0u8; 64 * 1024];
@@ -195,7 +201,7 @@ pub(crate) fn run(
     let mut progressed = 0;
 
     for conn in conns.iter_mut() {
-        conn.fill(pipeline, open_loop, start);
+        conn.fill(start);
         if let Err(e) = conn.flush() {
             record_error(&mut result, shared, &e);
             conn.alive = false;
@@ -223,7 +229,7 @@ pub(crate) fn run(
                 conn.overdue.push_back(*due);
                 *due += interval;
                 if conn.alive {
-                    conn.fill(pipeline, true, now);
+                    conn.fill(now);
                     match conn.flush() {
                         Ok(n) if measuring => result.bytes_out += n as u64,
                         Ok(_) => {}
@@ -255,6 +261,10 @@ pub(crate) fn run(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        // One clock read serves every reply of this wake-up: each arrived
+        // before it, and a read of the clock per reply would cost the
+        // client as much as a percent of its CPU time per round trip.
+        let woke = Instant::now();
         for event in events.iter() {
             if event.token() == TIMER {
                 // Nothing to read: arming the timer again (above) resets its
@@ -266,7 +276,7 @@ pub(crate) fn run(
                 continue;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                let read = read_replies(conn, &mut buf, pipeline, open_loop, measuring, shared, &mut result);
+                let read = read_replies(conn, &mut buf, woke, measuring, shared, &mut result);
                 if let Err(failure) = read.map(|done| progressed += done) {
                     match failure {
                         ReadFailure::Io(e) => record_error(&mut result, shared, &e),
@@ -315,8 +325,7 @@ enum ReadFailure {
 fn read_replies(
     conn: &mut Conn,
     buf: &mut [u8],
-    pipeline: usize,
-    open_loop: bool,
+    now: Instant,
     measuring: bool,
     shared: &Shared,
     result: &mut ThreadResult,
@@ -335,7 +344,6 @@ fn read_replies(
             result.bytes_in += n as u64;
         }
         let size = conn.pattern.size();
-        let now = Instant::now();
         let before = done;
         while conn.checker.verified() >= (conn.completed + 1) * size {
             conn.completed += 1;
@@ -348,7 +356,7 @@ fn read_replies(
             }
         }
         if done > before {
-            conn.fill(pipeline, open_loop, now);
+            conn.fill(now);
         }
         // A short read means the socket is drained; another read would only
         // return WouldBlock, which costs a system call per message.
