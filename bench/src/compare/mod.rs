@@ -72,38 +72,11 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
     for &(repeat, cell) in &order {
         run_and_record(&exe, &settings, repeat, cell, &progress, &mut runs, &mut failures);
     }
-    // Runs disturbed by other load on the machine are left out and made
-    // again, a pass over the cells that lack clean runs at a time, while
-    // the budget lasts.
-    let mut budget = settings.reruns;
-    loop {
-        noise::mark(&mut runs, settings.tolerance);
-        let mut again = noise::cells_to_rerun(&settings, &runs, &failures);
-        if again.is_empty() || budget == 0 {
-            break;
-        }
-        again.truncate(budget);
-        budget -= again.len();
-        let disturbed = runs.iter().filter(|r| r.disturbed).count();
-        progress.extend(again.len());
-        progress.note(&format!(
-            "compare: {disturbed} runs so far cost more than {}% above their cell's cheapest \
-             (disturbed by other load); running {} cell{} again",
-            settings.tolerance * 100.0,
-            again.len(),
-            if again.len() == 1 { "" } else { "s" }
-        ));
-        for cell in again {
-            let repeat = runs.iter().filter(|r| r.cell == cell).count()
-                + failures.iter().filter(|f| f.cell == cell).count();
-            run_and_record(&exe, &settings, repeat, cell, &progress, &mut runs, &mut failures);
-        }
-    }
+    rerun_disturbed(&exe, &settings, &mut progress, &mut runs, &mut failures);
     progress.done();
-    let short = summarize(&settings, &runs, &failures)
-        .iter()
-        .filter(|s| s.runs > 0 && s.runs + s.failed < settings.repeat)
-        .count();
+
+    let medians = summarize(&settings, &runs, &failures);
+    let short = medians.iter().filter(|s| s.runs > 0 && s.runs + s.failed < settings.repeat).count();
     if short > 0 {
         eprintln!(
             "compare: {short} cell{} fewer than {} undisturbed runs (the rerun budget ran out, or the \
@@ -114,8 +87,6 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
             if short == 1 { "its" } else { "their" },
         );
     }
-
-    let medians = summarize(&settings, &runs, &failures);
     print!("{}", table::render(&settings, &medians));
 
     let results = Results { env, settings, medians, runs, failures };
@@ -136,6 +107,42 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
         eprintln!("  {}, run {}: {}", progress::describe(&f.cell), f.repeat + 1, f.error);
     }
     Ok(false)
+}
+
+/// Marks the runs that other load on the machine disturbed and runs their
+/// cells again, a pass over the cells that lack clean runs at a time, while
+/// the budget lasts.
+fn rerun_disturbed(
+    exe: &Path,
+    settings: &Settings,
+    progress: &mut Progress,
+    runs: &mut Vec<Run>,
+    failures: &mut Vec<Failure>,
+) {
+    let mut budget = settings.reruns;
+    loop {
+        noise::mark(runs, settings.tolerance);
+        let mut again = noise::cells_to_rerun(settings, runs, failures);
+        if again.is_empty() || budget == 0 {
+            return;
+        }
+        again.truncate(budget);
+        budget -= again.len();
+        let disturbed = runs.iter().filter(|r| r.disturbed).count();
+        progress.extend(again.len());
+        progress.note(&format!(
+            "compare: {disturbed} runs so far cost more than {}% above their cell's cheapest \
+             (disturbed by other load); running {} cell{} again",
+            settings.tolerance * 100.0,
+            again.len(),
+            if again.len() == 1 { "" } else { "s" }
+        ));
+        for cell in again {
+            let repeat = runs.iter().filter(|r| r.cell == cell).count()
+                + failures.iter().filter(|f| f.cell == cell).count();
+            run_and_record(exe, settings, repeat, cell, progress, runs, failures);
+        }
+    }
 }
 
 /// Runs repeat `repeat` of `cell` and files its outcome.
