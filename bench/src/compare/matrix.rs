@@ -142,6 +142,17 @@ impl Settings {
     }
 }
 
+/// The settings `echo-bench compare ARGS...` would run with, for tests.
+#[cfg(test)]
+pub(crate) fn parse_for_tests(args: &[&str]) -> Settings {
+    use clap::Parser;
+    let cli = crate::cli::Cli::parse_from(["echo-bench", "compare"].iter().chain(args));
+    match cli.command {
+        Some(crate::cli::Command::Compare(args)) => Settings::new(&args, false).unwrap(),
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
 fn dedup<T: PartialEq + Copy>(values: &[T]) -> Vec<T> {
     let mut out: Vec<T> = Vec::with_capacity(values.len());
     for &v in values {
@@ -164,17 +175,9 @@ fn mode_name<S: Serializer>(mode: &ModeArg, s: S) -> Result<S::Ok, S::Error> {
 mod tests {
     use clap::Parser;
 
-    use super::*;
+    use super::parse_for_tests as settings;
     use crate::backends::BackendName;
-    use crate::cli::{Cli, Command};
-
-    fn settings(args: &[&str]) -> Settings {
-        let cli = Cli::parse_from(["echo-bench", "compare"].iter().chain(args));
-        match cli.command {
-            Some(Command::Compare(args)) => Settings::new(&args, false).unwrap(),
-            other => panic!("parsed as {other:?}"),
-        }
-    }
+    use crate::cli::Cli;
 
     #[test]
     fn defaults_cover_every_backend_and_select_poll() {

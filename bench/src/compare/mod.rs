@@ -76,7 +76,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
     progress.done();
 
     let medians = summarize(&settings, &runs, &failures);
-    let short = medians.iter().filter(|s| s.runs > 0 && s.runs + s.failed < settings.repeat).count();
+    let short = medians.iter().filter(|s| s.short_of(settings.repeat)).count();
     if short > 0 {
         eprintln!(
             "compare: {short} cell{} fewer than {} undisturbed runs (the rerun budget ran out, or the \

@@ -15,6 +15,8 @@
 //! a thermometer for the CPU it runs on. A disturbed run is kept in
 //! results.json but left out of the figures, and its cell runs again.
 
+use std::collections::HashMap;
+
 use super::matrix::{Cell, Settings};
 use super::results::{Failure, Run};
 use crate::load::Report;
@@ -27,17 +29,13 @@ pub fn cost(report: &Report) -> f64 {
 /// Marks each run disturbed or not: disturbed when its cost is more than
 /// `tolerance` (a fraction) above the cheapest run of its cell.
 pub fn mark(runs: &mut [Run], tolerance: f64) {
-    let mut cheapest: Vec<(Cell, f64)> = Vec::new();
+    let mut cheapest: HashMap<Cell, f64> = HashMap::new();
     for run in runs.iter() {
-        let c = cost(&run.report);
-        match cheapest.iter_mut().find(|(cell, _)| *cell == run.cell) {
-            Some((_, best)) => *best = best.min(c),
-            None => cheapest.push((run.cell, c)),
-        }
+        let best = cheapest.entry(run.cell).or_insert(f64::INFINITY);
+        *best = best.min(cost(&run.report));
     }
     for run in runs.iter_mut() {
-        let best = cheapest.iter().find(|(cell, _)| *cell == run.cell).map_or(f64::NAN, |b| b.1);
-        run.disturbed = cost(&run.report) > best * (1.0 + tolerance);
+        run.disturbed = cost(&run.report) > cheapest[&run.cell] * (1.0 + tolerance);
     }
 }
 
@@ -68,20 +66,10 @@ pub fn cells_to_rerun(settings: &Settings, runs: &[Run], failures: &[Failure]) -
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::compare::matrix::parse_for_tests as settings;
     use crate::load::{Errors, Latency, ServerFigures};
     use crate::procfs::CpuTime;
-
-    fn settings(args: &[&str]) -> Settings {
-        let cli = Cli::parse_from(["echo-bench", "compare"].iter().chain(args));
-        match cli.command {
-            Some(Command::Compare(args)) => Settings::new(&args, false).unwrap(),
-            other => panic!("parsed as {other:?}"),
-        }
-    }
 
     /// A report of which only the CPU figures matter.
     fn report(server: Option<f64>, client: f64) -> Report {

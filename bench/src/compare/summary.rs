@@ -39,6 +39,12 @@ pub struct CellSummary {
 }
 
 impl CellSummary {
+    /// Whether the cell has some clean runs but fewer than `repeat`, failed
+    /// ones counted: the rerun budget ran out, or the cell varies by itself.
+    pub fn short_of(&self, repeat: usize) -> bool {
+        self.runs > 0 && self.runs + self.failed < repeat
+    }
+
     /// Sums up `reports`, the clean runs of `cell`, beside `failed` failed
     /// and `disturbed` disturbed ones.
     pub fn new(cell: Cell, reports: &[&Report], failed: usize, disturbed: usize) -> CellSummary {

@@ -52,7 +52,7 @@ pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
         if s.failed > 0 {
             name.push('†');
         }
-        if s.runs > 0 && s.runs + s.failed < settings.repeat {
+        if s.short_of(settings.repeat) {
             name.push('‡');
         }
         let mut row = vec![name];
@@ -163,7 +163,7 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
     }
     let short: Vec<String> = summaries
         .iter()
-        .filter(|s| s.runs > 0 && s.runs + s.failed < repeat)
+        .filter(|s| s.short_of(repeat))
         .map(|s| format!("{} at {} connections ({} of {repeat})", s.cell.backend, s.cell.connections, s.runs))
         .collect();
     if !short.is_empty() {

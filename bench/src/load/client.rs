@@ -261,9 +261,11 @@ pub(crate) fn run(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        // One clock read serves every reply of this wake-up: each arrived
-        // before it, and a read of the clock per reply would cost the
-        // client as much as a percent of its CPU time per round trip.
+        // One clock read serves every reply of this wake-up, each of which
+        // arrived before it, and stamps the messages sent in answer (up to
+        // one batch's processing early); a read of the clock per reply
+        // would cost the client as much as a percent of its CPU time per
+        // round trip.
         let woke = Instant::now();
         for event in events.iter() {
             if event.token() == TIMER {
@@ -276,15 +278,22 @@ pub(crate) fn run(
                 continue;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                let read = read_replies(conn, &mut buf, woke, measuring, shared, &mut result);
-                if let Err(failure) = read.map(|done| progressed += done) {
-                    match failure {
-                        ReadFailure::Io(e) => record_error(&mut result, shared, &e),
-                        ReadFailure::Mismatch(m) => {
-                            result.mismatch = Some((conn.id, m));
-                            shared.abort.store(true, Relaxed);
-                        }
+                let failed = match read_replies(conn, &mut buf, woke, measuring, shared, &mut result) {
+                    Ok(done) => {
+                        progressed += done;
+                        false
                     }
+                    Err(ReadFailure::Io(e)) => {
+                        record_error(&mut result, shared, &e);
+                        true
+                    }
+                    Err(ReadFailure::Mismatch(m)) => {
+                        result.mismatch = Some((conn.id, m));
+                        shared.abort.store(true, Relaxed);
+                        true
+                    }
+                };
+                if failed {
                     conn.alive = false;
                     let _ = poll.registry().deregister(&mut conn.stream);
                     continue;

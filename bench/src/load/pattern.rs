@@ -81,17 +81,12 @@ impl Pattern {
     pub fn first_difference(&self, offset: u64, bytes: &[u8]) -> Option<usize> {
         if !self.line && bytes.len() <= WINDOW {
             // The common case, one reply's payload: a single comparison.
-            let want = self.letters(offset, bytes.len());
-            return (want != bytes).then(|| bytes.iter().zip(want).position(|(g, w)| g != w)).flatten();
+            return first_mismatch(bytes, self.letters(offset, bytes.len()));
         }
         let mut found = None;
         self.for_each_run(offset, bytes.len(), |at, run| {
-            let got = &bytes[at..at + run.len()];
-            if got == run {
-                return true;
-            }
-            found = got.iter().zip(run).position(|(g, w)| g != w).map(|i| at + i);
-            false
+            found = first_mismatch(&bytes[at..at + run.len()], run).map(|i| at + i);
+            found.is_none()
         });
         found
     }
@@ -133,6 +128,15 @@ impl Pattern {
         let from = ((self.start + offset) % PERIOD as u64) as usize;
         &TABLE[from..from + len]
     }
+}
+
+/// Where two slices of the same length first differ; `None` when equal.
+/// The equality test is one memcmp, the common (matching) case.
+fn first_mismatch(got: &[u8], want: &[u8]) -> Option<usize> {
+    if got == want {
+        return None;
+    }
+    got.iter().zip(want).position(|(g, w)| g != w)
 }
 
 /// The first reply byte that was not what the server should have sent.
