@@ -138,7 +138,9 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
         let _ = writeln!(
             notes,
             "`*` The load generator was saturated (it used most of a core per thread) in at least one \
-             run: the client, not only the server, limited that row."
+             run: the client, not only the server, limited that row, and the server's CPU per round trip \
+             there is an upper bound (with time to spare, a server wakes more often for fewer replies \
+             each)."
         );
     }
     let failed: Vec<String> = summaries
@@ -146,9 +148,9 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
         .filter(|s| s.failed > 0)
         .map(|s| {
             format!(
-                "{} at {} connections ({} of {})",
+                "{} at {} ({} of {})",
                 s.cell.backend,
-                s.cell.connections,
+                connections(s.cell.connections),
                 s.failed,
                 s.failed + s.runs
             )
@@ -164,7 +166,9 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
     let short: Vec<String> = summaries
         .iter()
         .filter(|s| s.short_of(repeat))
-        .map(|s| format!("{} at {} connections ({} of {repeat})", s.cell.backend, s.cell.connections, s.runs))
+        .map(|s| {
+            format!("{} at {} ({} of {repeat})", s.cell.backend, connections(s.cell.connections), s.runs)
+        })
         .collect();
     if !short.is_empty() {
         let _ = writeln!(
@@ -175,6 +179,11 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
         );
     }
     notes
+}
+
+/// "1 connection", "50 connections".
+fn connections(count: usize) -> String {
+    if count == 1 { "1 connection".to_owned() } else { format!("{count} connections") }
 }
 
 /// `median (min–max)`, or the median alone when all are equal; `–` when
@@ -283,7 +292,7 @@ mod tests {
         assert!(lines[5].starts_with("| mio*† | 50 | 45000 "), "{}", lines[5]);
         assert!(lines[6].starts_with("| mio† | 1 | failed | failed"), "{}", lines[6]);
         assert!(table.contains("`*` The load generator was saturated"));
-        assert!(table.contains("mio at 50 connections (1 of 3), mio at 1 connections (3 of 3)"), "{table}");
+        assert!(table.contains("mio at 50 connections (1 of 3), mio at 1 connection (3 of 3)"), "{table}");
     }
 
     #[test]
@@ -295,7 +304,7 @@ mod tests {
         assert!(first.contains(" 6 runs cost more than 5% above the cheapest run of their cell"), "{first}");
         assert!(table.contains("| mio | 1 |"), "{table}");
         assert!(table.contains("| tokio‡ | 1 |"), "{table}");
-        assert!(table.contains("by itself): tokio at 1 connections (2 of 3)."), "{table}");
+        assert!(table.contains("by itself): tokio at 1 connection (2 of 3)."), "{table}");
         let quiet = render(&settings(), &[summary(mio, 1, 3, 0)]);
         assert!(!quiet.contains("disturbed") && !quiet.contains('‡'), "{quiet}");
     }
