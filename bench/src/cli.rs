@@ -260,6 +260,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub pin: bool,
 
+    /// Busy-poll: the client never sleeps waiting for replies, so the
+    /// server never pays to wake it. It takes a whole core (use with
+    /// --pin); the time it polls with nothing to do is left out of its CPU
+    /// figures.
+    #[arg(long)]
+    pub spin: bool,
+
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,

@@ -42,6 +42,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
         rate: args.rate,
         client_threads: 1,
         client_cpu: None,
+        spin: false,
         progress: false,
         sample_every: Some(args.every),
     };

@@ -3,9 +3,10 @@
 //! rate.
 
 use std::io::{self, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::thread;
+use std::time::Duration;
 
 fn echo_bench(args: &[&str]) -> io::Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_echo-bench")).env("RUST_LOG", "error").args(args).output()
@@ -83,32 +84,35 @@ fn an_open_loop_run_keeps_its_rate() -> io::Result<()> {
     Ok(())
 }
 
-/// An echo server that flips one bit of the 10,000th byte it returns.
-fn corrupting_server() -> io::Result<std::net::SocketAddr> {
+/// A server on a loopback port that runs `handle` on each connection, in a
+/// thread of its own.
+fn spawn_server(handle: fn(TcpStream)) -> io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut echoed = 0usize;
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
-                    if (echoed..echoed + n).contains(&10_000) {
-                        buf[10_000 - echoed] ^= 1;
-                    }
-                    echoed += n;
-                    if stream.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
+            let Ok(stream) = stream else { return };
+            thread::spawn(move || handle(stream));
         }
     });
     Ok(addr)
+}
+
+/// An echo server that flips one bit of the 10,000th byte it returns.
+fn corrupting_server() -> io::Result<std::net::SocketAddr> {
+    spawn_server(|mut stream| {
+        let mut buf = [0u8; 4096];
+        let mut echoed = 0usize;
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if (echoed..echoed + n).contains(&10_000) {
+                buf[10_000 - echoed] ^= 1;
+            }
+            echoed += n;
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
 }
 
 #[test]
@@ -132,6 +136,57 @@ fn one_corrupt_byte_fails_the_run() -> io::Result<()> {
     assert!(!out.status.success(), "a corrupt reply must fail the run");
     assert!(!stdout.contains("round trips"), "no figures reported for a void run: {stdout}");
     assert!(stderr.contains("FAILED") && stderr.contains("expected"), "{stderr}");
+    Ok(())
+}
+
+/// An echo server that waits 20 ms before each reply.
+fn slow_server() -> io::Result<std::net::SocketAddr> {
+    spawn_server(|mut stream| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            thread::sleep(Duration::from_millis(20));
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// `load` against a server that answers after 20 ms, with or without
+/// `--spin`; the JSON report.
+fn load_slow_server(spin: bool) -> io::Result<serde_json::Value> {
+    let addr = slow_server()?.to_string();
+    let mut args: Vec<&str> =
+        "load --mode raw --connections 1 --duration 600ms --warmup 0s --json".split(' ').collect();
+    args.extend(["--addr", &addr]);
+    if spin {
+        args.push("--spin");
+    }
+    let out = echo_bench(&args)?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(json(&out))
+}
+
+#[test]
+fn a_busy_polling_client_waits_without_sleeping_and_counts_only_its_work() -> io::Result<()> {
+    let report = load_slow_server(true)?;
+    assert_eq!(report["spin"], true);
+    assert!(report["round_trips"].as_u64().unwrap() > 0, "{report}");
+    // Some 30 round trips of 20 ms each: a client that never sleeps polls
+    // thousands of times while it waits, and nearly all the window is idle
+    // polling, which its CPU figures leave out.
+    let polls = report["client_polls_per_round_trip"].as_f64().unwrap();
+    assert!(polls > 100.0, "{report}");
+    assert!(report["client_idle_polling_s"].as_f64().unwrap() > 0.3, "{report}");
+    assert!(report["client_cpu_utilization"].as_f64().unwrap() < 0.5, "{report}");
+    assert_eq!(report["client_saturated"], false, "{report}");
+
+    // Without it, the client sleeps until each reply: one poll per reply.
+    let report = load_slow_server(false)?;
+    assert_eq!(report["spin"], false);
+    let polls = report["client_polls_per_round_trip"].as_f64().unwrap();
+    assert!((0.5..3.0).contains(&polls), "{report}");
+    assert_eq!(report["client_idle_polling_s"], 0.0, "{report}");
     Ok(())
 }
 

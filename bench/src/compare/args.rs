@@ -152,6 +152,11 @@ pub struct CompareArgs {
     #[arg(long)]
     pub pin: bool,
 
+    /// Busy-poll in the load generator (see `load --spin`): the servers
+    /// never pay to wake it.
+    #[arg(long)]
+    pub spin: bool,
+
     /// Also write results.json (every run, the medians, the environment)
     /// and SVG charts into this directory, creating it if needed.
     #[arg(short, long)]

@@ -61,6 +61,8 @@ pub struct Settings {
     /// Whether server and client were pinned to CPUs 1 and 0. False when
     /// `--pin` was asked for on a machine with one CPU.
     pub pinned: bool,
+    /// Whether the load generator busy-polled.
+    pub spin: bool,
 }
 
 impl Settings {
@@ -87,6 +89,7 @@ impl Settings {
             rate: args.rate,
             client_threads: args.client_threads.max(1),
             pinned,
+            spin: args.spin,
         };
         anyhow::ensure!(
             !settings.backends.is_empty()

@@ -202,6 +202,7 @@ pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<R
         rate: settings.rate,
         client_threads: settings.client_threads,
         client_cpu: settings.pinned.then_some(0),
+        spin: settings.spin,
         progress: false,
         sample_every: None,
     };

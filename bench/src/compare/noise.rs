@@ -81,6 +81,7 @@ mod tests {
             pipeline: 1,
             rate: None,
             client_threads: 1,
+            spin: false,
             duration_s: 1.0,
             round_trips: 1000,
             round_trips_per_s: 1000.0,
@@ -91,8 +92,10 @@ mod tests {
             fastest_connection: 20,
             errors: Errors::default(),
             client_cpu: CpuTime::default(),
+            client_idle_polling_s: 0.0,
             client_cpu_us_per_round_trip: client,
             client_cpu_utilization: 0.5,
+            client_polls_per_round_trip: 1.0,
             client_saturated: false,
             server: server.map(|cpu| ServerFigures {
                 cpu: CpuTime::default(),

@@ -102,13 +102,18 @@ fn preamble(settings: &Settings, summaries: &[CellSummary]) -> String {
         None => "closed loop".to_owned(),
     };
     let pinning = if settings.pinned { "server on CPU 1, client on CPU 0" } else { "not pinned" };
+    let spinning = if settings.spin {
+        ", the client busy-polling (`--spin`: the servers never wake it; its idle polls are left out of its CPU)"
+    } else {
+        ""
+    };
     let mut text = format!("Mode {}, {load}", echo_core::Mode::from(settings.mode));
     for f in fixed {
         let _ = write!(text, ", {f}");
     }
     let _ = write!(
         text,
-        ", {} client thread{}, {} measured after {} warm-up, {pinning}. \
+        ", {} client thread{}, {} measured after {} warm-up, {pinning}{spinning}. \
          Each figure: median (min–max) of {} run{} per cell, each against a fresh server process.",
         settings.client_threads,
         if settings.client_threads == 1 { "" } else { "s" },
@@ -241,6 +246,7 @@ mod tests {
             rate: None,
             client_threads: 1,
             pinned: true,
+            spin: false,
         }
     }
 
@@ -307,6 +313,16 @@ mod tests {
         assert!(table.contains("by itself): tokio at 1 connection (2 of 3)."), "{table}");
         let quiet = render(&settings(), &[summary(mio, 1, 3, 0)]);
         assert!(!quiet.contains("disturbed") && !quiet.contains('‡'), "{quiet}");
+    }
+
+    #[test]
+    fn a_busy_polling_client_is_named_in_the_preamble() {
+        let mio = Contender { backend: BackendName::Mio, poller: Poller::Select };
+        let spinning = render(&Settings { spin: true, ..settings() }, &[summary(mio, 1, 3, 0)]);
+        let first = spinning.lines().next().unwrap_or_default();
+        assert!(first.contains("client on CPU 0, the client busy-polling (`--spin`"), "{first}");
+        let sleeping = render(&settings(), &[summary(mio, 1, 3, 0)]);
+        assert!(!sleeping.contains("busy-polling"), "{sleeping}");
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub(crate) struct ThreadResult {
     pub(crate) bytes_in: u64,
     pub(crate) errors: Errors,
     pub(crate) cpu: CpuTime,
+    /// Calls to poll.
+    pub(crate) polls: u64,
+    /// Busy-polling: time spent in polls that found nothing to do.
+    pub(crate) idle: Duration,
     pub(crate) mismatch: Option<(usize, Mismatch)>,
 }
 
@@ -190,6 +194,8 @@ pub(crate) fn run(
         bytes_in: 0,
         errors: Errors::default(),
         cpu: CpuTime::default(),
+        polls: 0,
+        idle: Duration::ZERO,
         mismatch: None,
     };
     let mut measuring = false;
@@ -252,6 +258,9 @@ pub(crate) fn run(
         if !measuring {
             timeout = timeout.min(shared.measure_from.saturating_duration_since(now));
         }
+        if config.spin {
+            timeout = Duration::ZERO;
+        }
         if progressed > 0 {
             shared.progress.fetch_add(progressed, Relaxed);
             progressed = 0;
@@ -267,6 +276,12 @@ pub(crate) fn run(
         // would cost the client as much as a percent of its CPU time per
         // round trip.
         let woke = Instant::now();
+        if measuring {
+            result.polls += 1;
+            if config.spin && events.is_empty() {
+                result.idle += woke - now;
+            }
+        }
         for event in events.iter() {
             if event.token() == TIMER {
                 // Nothing to read: arming the timer again (above) resets its

@@ -44,6 +44,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         rate: args.rate,
         client_threads: args.client_threads,
         client_cpu: pin.then_some(0),
+        spin: args.spin,
         progress: !args.json,
         sample_every: None,
     };

@@ -53,6 +53,12 @@ pub struct LoadConfig {
     pub client_threads: usize,
     /// Pin the load generator's threads to this CPU.
     pub client_cpu: Option<usize>,
+    /// Busy-poll: the client threads never sleep waiting for replies, so
+    /// the server never has to wake them. At low concurrency, waking a
+    /// sleeping client is much of what a round trip costs the server and
+    /// takes (see the README); spinning leaves it out. The time spent
+    /// polling with nothing to do is left out of the client's figures.
+    pub spin: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
     /// Take a [`Sample`] of the run this often (and print it on stderr), as

@@ -100,6 +100,8 @@ pub struct Report {
     pub rate: Option<f64>,
     /// Load-generator threads.
     pub client_threads: usize,
+    /// Whether the client busy-polled (`--spin`).
+    pub spin: bool,
     /// Measured window, seconds.
     pub duration_s: f64,
     /// Round trips completed in the window.
@@ -118,12 +120,20 @@ pub struct Report {
     pub fastest_connection: u64,
     /// Errors, by kind.
     pub errors: Errors,
-    /// The load generator's CPU time in the window.
+    /// The load generator's CPU time in the window, all of it.
     pub client_cpu: CpuTime,
-    /// Client CPU microseconds per round trip.
+    /// Busy-polling: seconds the client spent in polls that found nothing
+    /// to do (0 without `--spin`). Waiting, not work: the client figures
+    /// below leave it out, as they leave out a sleeping client's waits.
+    pub client_idle_polling_s: f64,
+    /// Client CPU microseconds per round trip, idle polling left out.
     pub client_cpu_us_per_round_trip: f64,
-    /// Share of one core each client thread used, on average.
+    /// Share of one core each client thread used, on average, idle polling
+    /// left out.
     pub client_cpu_utilization: f64,
+    /// Calls to poll per round trip: far below 1 when every wake-up brings
+    /// many replies, far above it when a busy-polling client waits.
+    pub client_polls_per_round_trip: f64,
     /// Whether the client used most of its cores: then the run measured the
     /// client as much as the server.
     pub client_saturated: bool,
@@ -146,6 +156,7 @@ impl Report {
         let mut per_connection = Vec::new();
         let (mut bytes_out, mut bytes_in) = (0, 0);
         let mut client_cpu = CpuTime::default();
+        let (mut polls, mut idle) = (0, Duration::ZERO);
         for (i, r) in results.iter().enumerate() {
             if i > 0 {
                 let _ = latency.add(&r.latency_ns);
@@ -155,6 +166,8 @@ impl Report {
             bytes_out += r.bytes_out;
             bytes_in += r.bytes_in;
             client_cpu = client_cpu.add(r.cpu);
+            polls += r.polls;
+            idle += r.idle;
         }
         let secs = config.duration.as_secs_f64();
         let round_trips = latency.len();
@@ -162,7 +175,10 @@ impl Report {
             if round_trips == 0 { 0.0 } else { cpu.as_secs_f64() * 1e6 / round_trips as f64 }
         };
         let us = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
-        let client_cpu_utilization = client_cpu.total().as_secs_f64() / secs / threads as f64;
+        // A busy-polling thread is never descheduled while it waits, so its
+        // idle polls took CPU time as long as they took wall-clock time.
+        let client_work = client_cpu.total().saturating_sub(idle);
+        let client_cpu_utilization = client_work.as_secs_f64() / secs / threads as f64;
         Report {
             addr: config.addr.to_string(),
             mode: config.mode.to_string(),
@@ -171,6 +187,7 @@ impl Report {
             pipeline: config.pipeline,
             rate: config.rate,
             client_threads: threads,
+            spin: config.spin,
             duration_s: secs,
             round_trips,
             round_trips_per_s: round_trips as f64 / secs,
@@ -188,8 +205,14 @@ impl Report {
             fastest_connection: per_connection.iter().copied().max().unwrap_or(0),
             errors,
             client_cpu,
-            client_cpu_us_per_round_trip: per_rt(client_cpu.total()),
+            client_idle_polling_s: idle.as_secs_f64(),
+            client_cpu_us_per_round_trip: per_rt(client_work),
             client_cpu_utilization,
+            client_polls_per_round_trip: if round_trips == 0 {
+                0.0
+            } else {
+                polls as f64 / round_trips as f64
+            },
             client_saturated: client_cpu_utilization > CLIENT_SATURATED,
             server: server.map(|(cpu, peak_rss_kib)| ServerFigures {
                 cpu,
@@ -210,10 +233,11 @@ impl fmt::Display for Report {
         };
         writeln!(
             f,
-            "load on {} (mode {}): {} connections, {} B messages, pipeline {}, {kind}, {} client thread(s), {:.1} s measured",
+            "load on {} (mode {}): {} connection{}, {} B messages, pipeline {}, {kind}, {} client thread(s), {:.1} s measured",
             self.addr,
             self.mode,
             self.connections,
+            if self.connections == 1 { "" } else { "s" },
             self.size,
             self.pipeline,
             self.client_threads,
@@ -242,12 +266,17 @@ impl fmt::Display for Report {
                 e.reset, e.closed, e.broken_pipe, e.other
             )?;
         }
-        writeln!(
+        write!(
             f,
-            "  client CPU      {:.2} µs per round trip ({:.0}% of a core per thread)",
+            "  client CPU      {:.2} µs per round trip ({:.0}% of a core per thread, {:.2} polls per round trip",
             self.client_cpu_us_per_round_trip,
-            self.client_cpu_utilization * 100.0
+            self.client_cpu_utilization * 100.0,
+            self.client_polls_per_round_trip
         )?;
+        if self.spin {
+            write!(f, "; busy-polling, {:.2} s more polling with nothing to do", self.client_idle_polling_s)?;
+        }
+        writeln!(f, ")")?;
         match &self.server {
             Some(s) => {
                 write!(
