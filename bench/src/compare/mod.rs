@@ -57,6 +57,9 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
     if args.pin && !pinned {
         tracing::warn!("--pin needs two CPUs; running unpinned");
     }
+    if args.spin && !pinned {
+        tracing::warn!("--spin without --pin: the busy-polling client competes with the servers for CPU");
+    }
     let settings = Settings::new(args, pinned)?;
     // Before any run, so that a bad --out costs no time.
     if let Some(dir) = &args.out {

@@ -17,6 +17,9 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     if args.pin && !pin {
         tracing::warn!("--pin needs two CPUs; running unpinned");
     }
+    if args.spin && !pin {
+        tracing::warn!("--spin without --pin: the busy-polling client competes with the server for CPU");
+    }
     let server = match args.addr {
         Some(_) => None,
         None => {
