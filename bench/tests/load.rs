@@ -3,7 +3,7 @@
 //! rate.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::thread;
 use std::time::Duration;
@@ -84,15 +84,26 @@ fn an_open_loop_run_keeps_its_rate() -> io::Result<()> {
     Ok(())
 }
 
-/// A server on a loopback port that runs `handle` on each connection, in a
-/// thread of its own.
-fn spawn_server(handle: fn(TcpStream)) -> io::Result<std::net::SocketAddr> {
+/// An echo server on a loopback port, a thread per connection, that shows
+/// each chunk it reads to `on_chunk` (with the count of bytes echoed before
+/// it) before echoing it back.
+fn echo_server(on_chunk: fn(usize, &mut [u8])) -> io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            thread::spawn(move || handle(stream));
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut echoed = 0usize;
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    on_chunk(echoed, &mut buf[..n]);
+                    echoed += n;
+                    if stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
         }
     });
     Ok(addr)
@@ -100,17 +111,9 @@ fn spawn_server(handle: fn(TcpStream)) -> io::Result<std::net::SocketAddr> {
 
 /// An echo server that flips one bit of the 10,000th byte it returns.
 fn corrupting_server() -> io::Result<std::net::SocketAddr> {
-    spawn_server(|mut stream| {
-        let mut buf = [0u8; 4096];
-        let mut echoed = 0usize;
-        while let Ok(n @ 1..) = stream.read(&mut buf) {
-            if (echoed..echoed + n).contains(&10_000) {
-                buf[10_000 - echoed] ^= 1;
-            }
-            echoed += n;
-            if stream.write_all(&buf[..n]).is_err() {
-                return;
-            }
+    echo_server(|echoed, chunk| {
+        if (echoed..echoed + chunk.len()).contains(&10_000) {
+            chunk[10_000 - echoed] ^= 1;
         }
     })
 }
@@ -139,17 +142,40 @@ fn one_corrupt_byte_fails_the_run() -> io::Result<()> {
     Ok(())
 }
 
-/// An echo server that waits 20 ms before each reply.
-fn slow_server() -> io::Result<std::net::SocketAddr> {
-    spawn_server(|mut stream| {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = stream.read(&mut buf) {
-            thread::sleep(Duration::from_millis(20));
-            if stream.write_all(&buf[..n]).is_err() {
-                return;
-            }
+/// An echo server that stops for 300 ms once, after its first 200 64-byte
+/// messages.
+fn stalling_server() -> io::Result<std::net::SocketAddr> {
+    echo_server(|echoed, chunk| {
+        if (echoed..echoed + chunk.len()).contains(&(200 * 64)) {
+            thread::sleep(Duration::from_millis(300));
         }
     })
+}
+
+#[test]
+fn an_open_loop_run_shows_a_server_stall_in_its_percentiles() -> io::Result<()> {
+    let addr = stalling_server()?.to_string();
+    let args = "load --mode raw --connections 1 --rate 1000 --duration 1s --warmup 0s --json";
+    let mut args: Vec<&str> = args.split(' ').collect();
+    args.extend(["--addr", &addr]);
+    let out = echo_bench(&args)?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json(&out);
+    // The 300 messages due during the stall wait behind it and go out one
+    // by one after it: counted from when they were due, a quarter of the
+    // run waited 0–300 ms. Counted from when they were finally sent, only
+    // the one in flight would show the stall, and p90 would be well under
+    // a millisecond.
+    let p90 = report["latency_us"]["p90"].as_f64().unwrap();
+    assert!(p90 > 50_000.0, "the stall is hidden: {report}");
+    let rate = report["round_trips_per_s"].as_f64().unwrap();
+    assert!(rate > 800.0, "the backlog was not sent after the stall: {report}");
+    Ok(())
+}
+
+/// An echo server that waits 20 ms before each reply.
+fn slow_server() -> io::Result<std::net::SocketAddr> {
+    echo_server(|_, _| thread::sleep(Duration::from_millis(20)))
 }
 
 /// `load` against a server that answers after 20 ms, with or without

@@ -90,11 +90,8 @@ impl Conn {
     fn fill(&mut self, now: Instant) {
         while self.in_flight.len() < self.pipeline {
             let start = if self.open_loop {
-                // A message sent late counts from when it was due (that is
-                // the coordinated-omission correction); one sent a little
-                // early, to batch sends, counts from when it was sent.
                 match self.overdue.pop_front() {
-                    Some(due) => due.max(now),
+                    Some(due) => counted_from(due, now),
                     None => break,
                 }
             } else {
@@ -128,6 +125,16 @@ impl Conn {
         }
         Ok(written)
     }
+}
+
+/// Where an open-loop message's latency starts, for a message due at `due`
+/// and sent at `sent`: a message sent late counts from when it was due, so
+/// the time it waited behind a stalled server shows in the percentiles (the
+/// coordinated-omission correction); one sent a little early, to share a
+/// wake-up with others, counts from when it was sent, or its reply could
+/// come back "before" it started.
+fn counted_from(due: Instant, sent: Instant) -> Instant {
+    due.min(sent)
 }
 
 /// Runs one thread's connections until `shared.end`.
@@ -399,5 +406,19 @@ impl AsFdRaw for TimerFd {
     fn as_fd_raw(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsFd;
         self.as_fd().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_message_counts_from_when_it_was_due_an_early_one_from_when_it_was_sent() {
+        let due = Instant::now();
+        let late = due + Duration::from_millis(300);
+        assert_eq!(counted_from(due, late), due, "the wait behind a stall must count");
+        let early = due - SEND_AHEAD;
+        assert_eq!(counted_from(due, early), early, "a reply cannot come before its message was sent");
     }
 }
