@@ -22,6 +22,16 @@ fn json(output: &Output) -> serde_json::Value {
     })
 }
 
+/// Runs `load ARGS --addr ADDR --json`, which must succeed; its report.
+fn load_json(addr: std::net::SocketAddr, args: &str) -> io::Result<serde_json::Value> {
+    let addr = addr.to_string();
+    let mut args: Vec<&str> = args.split(' ').collect();
+    args.extend(["--addr", &addr, "--json"]);
+    let out = echo_bench(&args)?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(json(&out))
+}
+
 #[test]
 fn a_closed_loop_run_reports_every_figure() -> io::Result<()> {
     let out = echo_bench(&[
@@ -154,13 +164,8 @@ fn stalling_server() -> io::Result<std::net::SocketAddr> {
 
 #[test]
 fn an_open_loop_run_shows_a_server_stall_in_its_percentiles() -> io::Result<()> {
-    let addr = stalling_server()?.to_string();
-    let args = "load --mode raw --connections 1 --rate 1000 --duration 1s --warmup 0s --json";
-    let mut args: Vec<&str> = args.split(' ').collect();
-    args.extend(["--addr", &addr]);
-    let out = echo_bench(&args)?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report = json(&out);
+    let args = "load --mode raw --connections 1 --rate 1000 --duration 1s --warmup 0s";
+    let report = load_json(stalling_server()?, args)?;
     // The 300 messages due during the stall wait behind it and go out one
     // by one after it: counted from when they were due, a quarter of the
     // run waited 0–300 ms. Counted from when they were finally sent, only
@@ -173,6 +178,59 @@ fn an_open_loop_run_shows_a_server_stall_in_its_percentiles() -> io::Result<()> 
     Ok(())
 }
 
+#[test]
+fn messages_left_unanswered_at_the_end_show_in_the_latency() -> io::Result<()> {
+    // Answers 300 messages, then nothing for longer than the run.
+    let addr = echo_server(|echoed, chunk| {
+        if (echoed..echoed + chunk.len()).contains(&(300 * 64)) {
+            thread::sleep(Duration::from_secs(5));
+        }
+    })?;
+    let report = load_json(addr, "load --mode raw --connections 1 --rate 1000 --duration 1s --warmup 0s")?;
+    // About 700 messages came due after the server stopped; each counts
+    // with its age at the end, so most of the percentiles see the stop.
+    let unanswered = report["unanswered"].as_u64().unwrap();
+    assert!(unanswered > 500, "{report}");
+    let p90 = report["latency_us"]["p90"].as_f64().unwrap();
+    assert!(p90 > 100_000.0, "the stop is hidden: {report}");
+    Ok(())
+}
+
+#[test]
+fn a_server_that_never_answers_fails_the_run() -> io::Result<()> {
+    let addr = echo_server(|_, _| thread::sleep(Duration::from_secs(5)))?.to_string();
+    let out = echo_bench(&[
+        "load",
+        "--addr",
+        &addr,
+        "--connections",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no round trip completed") && stderr.contains("not answering"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("round trips"), "no figures for a void run");
+    Ok(())
+}
+
+#[test]
+fn options_no_schedule_or_core_can_honour_are_refused() -> io::Result<()> {
+    let impossible_rate = echo_bench(&["load", "--addr", "127.0.0.1:1", "--rate", "1e10"])?;
+    let stderr = String::from_utf8_lossy(&impossible_rate.stderr);
+    assert!(!impossible_rate.status.success() && stderr.contains("no schedule can keep"), "{stderr}");
+    let crowded = echo_bench(&["load", "--backend", "mio", "--pin", "--spin", "--client-threads", "2"])?;
+    let stderr = String::from_utf8_lossy(&crowded.stderr);
+    assert!(
+        !crowded.status.success() && stderr.contains("--spin with --pin needs --client-threads 1"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
 /// An echo server that waits 20 ms before each reply.
 fn slow_server() -> io::Result<std::net::SocketAddr> {
     echo_server(|_, _| thread::sleep(Duration::from_millis(20)))
@@ -181,16 +239,8 @@ fn slow_server() -> io::Result<std::net::SocketAddr> {
 /// `load` against a server that answers after 20 ms, with or without
 /// `--spin`; the JSON report.
 fn load_slow_server(spin: bool) -> io::Result<serde_json::Value> {
-    let addr = slow_server()?.to_string();
-    let mut args: Vec<&str> =
-        "load --mode raw --connections 1 --duration 600ms --warmup 0s --json".split(' ').collect();
-    args.extend(["--addr", &addr]);
-    if spin {
-        args.push("--spin");
-    }
-    let out = echo_bench(&args)?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Ok(json(&out))
+    let args = "load --mode raw --connections 1 --duration 600ms --warmup 0s";
+    load_json(slow_server()?, &if spin { format!("{args} --spin") } else { args.to_owned() })
 }
 
 #[test]

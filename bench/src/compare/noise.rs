@@ -84,6 +84,7 @@ mod tests {
             spin: false,
             duration_s: 1.0,
             round_trips: 1000,
+            unanswered: 50,
             round_trips_per_s: 1000.0,
             mb_per_s_out: 0.0,
             mb_per_s_in: 0.0,

@@ -142,7 +142,7 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
     if summaries.iter().any(|s| s.client_saturated) {
         let _ = writeln!(
             notes,
-            "`*` The load generator was saturated (it used most of a core per thread) in at least one \
+            "`*` The load generator was saturated (it used most of the CPU it could use) in at least one \
              run: the client, not only the server, limited that row, and the server's CPU per round trip \
              there is an upper bound (with time to spare, a server wakes more often for fewer replies \
              each)."
@@ -157,7 +157,7 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
                 s.cell.backend,
                 connections(s.cell.connections),
                 s.failed,
-                s.failed + s.runs
+                s.failed + s.runs + s.disturbed
             )
         })
         .collect();

@@ -52,6 +52,8 @@ pub(crate) struct ThreadResult {
     pub(crate) polls: u64,
     /// Busy-polling: time spent in polls that found nothing to do.
     pub(crate) idle: Duration,
+    /// Messages sent or due and still unanswered at the end of the window.
+    pub(crate) unanswered: u64,
     pub(crate) mismatch: Option<(usize, Mismatch)>,
 }
 
@@ -179,11 +181,13 @@ pub(crate) fn run(
     // times spread over its connections in turn. A precise timer (timerfd,
     // nanoseconds) wakes the loop at each send time; poll's own timeout
     // counts in milliseconds, which would add up to 1 ms to every latency.
+    // A busy-polling loop needs no timer: it looks at the schedule on every
+    // pass.
     let open_loop = config.rate.is_some();
     let threads = config.client_threads.max(1) as f64;
     let interval = config.rate.map(|r| Duration::from_secs_f64(threads / r.max(1e-3)));
     let mut timer = None;
-    if open_loop {
+    if open_loop && !config.spin {
         let _ = nix::sys::prctl::set_timerslack(1_000);
         let fd = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK).map_err(io::Error::from)?;
         poll.registry().register(&mut SourceFd(&fd.as_fd_raw()), TIMER, Interest::READABLE)?;
@@ -203,6 +207,7 @@ pub(crate) fn run(
         cpu: CpuTime::default(),
         polls: 0,
         idle: Duration::ZERO,
+        unanswered: 0,
         mismatch: None,
     };
     let mut measuring = false;
@@ -265,8 +270,12 @@ pub(crate) fn run(
         if !measuring {
             timeout = timeout.min(shared.measure_from.saturating_duration_since(now));
         }
+        // Busy-polling: what follows counts as idle if the poll finds
+        // nothing, so it is timed from here, after this pass's sends.
+        let mut polled_at = now;
         if config.spin {
             timeout = Duration::ZERO;
+            polled_at = Instant::now();
         }
         if progressed > 0 {
             shared.progress.fetch_add(progressed, Relaxed);
@@ -286,7 +295,7 @@ pub(crate) fn run(
         if measuring {
             result.polls += 1;
             if config.spin && events.is_empty() {
-                result.idle += woke - now;
+                result.idle += woke - polled_at;
             }
         }
         for event in events.iter() {
@@ -336,8 +345,31 @@ pub(crate) fn run(
     if measuring {
         result.cpu = procfs::thread_cpu()?.since(cpu_start);
     }
+    if measuring {
+        // A thread that shares its CPU with another waits in its polls
+        // while the other runs: that wall-clock time was never its CPU time.
+        result.idle = result.idle.min(result.cpu.total());
+        unanswered(&conns, shared, &mut result);
+    }
     result.per_connection = conns.iter().map(|c| c.measured).collect();
     Ok(result)
+}
+
+/// Counts the messages still unanswered at the end of the window, and puts
+/// those of live connections in the latency figures with their age then, a
+/// lower bound of their latency: a server that stops answering near the end
+/// shows in the percentiles instead of leaving them. (A dead connection's
+/// messages are already counted among the errors.)
+fn unanswered(conns: &[Conn], shared: &Shared, result: &mut ThreadResult) {
+    for conn in conns {
+        for &start in conn.in_flight.iter().chain(&conn.overdue) {
+            result.unanswered += 1;
+            if conn.alive {
+                let ns = shared.end.saturating_duration_since(start).as_nanos() as u64;
+                result.latency_ns.saturating_record(ns.max(1));
+            }
+        }
+    }
 }
 
 /// Counts a connection error for the report and for live status lines.

@@ -155,6 +155,16 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
         _ => None,
     };
     let mut report = Report::from_results(config, threads, results, server);
+    if report.round_trips == 0 {
+        return Err(LoadError::Other(anyhow::anyhow!(
+            "no round trip completed in the {} measured ({} connection errors, {} messages unanswered): \
+             the server at {} is not answering",
+            humantime::format_duration(config.duration),
+            report.errors.total(),
+            report.unanswered,
+            config.addr
+        )));
+    }
     report.samples = samples;
     Ok(report)
 }
@@ -163,11 +173,26 @@ fn validate(config: &LoadConfig) -> anyhow::Result<()> {
     anyhow::ensure!(config.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(config.size > 0, "--size must be at least 1 byte");
     anyhow::ensure!(!config.duration.is_zero(), "--duration must be more than zero");
+    let threads = config.client_threads.clamp(1, config.connections);
     if let Some(rate) = config.rate {
         anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
+        anyhow::ensure!(
+            rate / threads as f64 <= MAX_RATE_PER_THREAD,
+            "--rate {rate} is more than {MAX_RATE_PER_THREAD} round trips/s per client thread, which no schedule can keep"
+        );
     }
+    anyhow::ensure!(
+        !(config.spin && config.client_cpu.is_some() && threads > 1),
+        "--spin with --pin needs --client-threads 1: pinned client threads share one CPU, and a busy-polling \
+         thread would only take it from the others"
+    );
     Ok(())
 }
+
+/// The most round trips per second one client thread is asked to schedule:
+/// far beyond what one can send, and small enough that the interval between
+/// two sends is never zero.
+const MAX_RATE_PER_THREAD: f64 = 10_000_000.0;
 
 /// What the main thread does while the client threads run: sleep, tick
 /// the progress bar, take samples.

@@ -106,6 +106,10 @@ pub struct Report {
     pub duration_s: f64,
     /// Round trips completed in the window.
     pub round_trips: u64,
+    /// Messages still unanswered when the window closed (in flight, or due
+    /// and not yet sent). The latency figures include them with their age
+    /// then, a lower bound, so a server that stops answering shows there.
+    pub unanswered: u64,
     /// Round trips per second.
     pub round_trips_per_s: f64,
     /// Request megabytes (10^6) per second, client to server.
@@ -128,7 +132,8 @@ pub struct Report {
     pub client_idle_polling_s: f64,
     /// Client CPU microseconds per round trip, idle polling left out.
     pub client_cpu_us_per_round_trip: f64,
-    /// Share of one core each client thread used, on average, idle polling
+    /// Share of the CPU the client could use (one core when pinned,
+    /// otherwise one per thread up to the machine's cores), idle polling
     /// left out.
     pub client_cpu_utilization: f64,
     /// Calls to poll per round trip: far below 1 when every wake-up brings
@@ -156,7 +161,7 @@ impl Report {
         let mut per_connection = Vec::new();
         let (mut bytes_out, mut bytes_in) = (0, 0);
         let mut client_cpu = CpuTime::default();
-        let (mut polls, mut idle) = (0, Duration::ZERO);
+        let (mut polls, mut idle, mut unanswered) = (0, Duration::ZERO, 0);
         for (i, r) in results.iter().enumerate() {
             if i > 0 {
                 let _ = latency.add(&r.latency_ns);
@@ -168,9 +173,10 @@ impl Report {
             client_cpu = client_cpu.add(r.cpu);
             polls += r.polls;
             idle += r.idle;
+            unanswered += r.unanswered;
         }
         let secs = config.duration.as_secs_f64();
-        let round_trips = latency.len();
+        let round_trips: u64 = per_connection.iter().sum();
         let per_rt = |cpu: Duration| {
             if round_trips == 0 { 0.0 } else { cpu.as_secs_f64() * 1e6 / round_trips as f64 }
         };
@@ -178,7 +184,10 @@ impl Report {
         // A busy-polling thread is never descheduled while it waits, so its
         // idle polls took CPU time as long as they took wall-clock time.
         let client_work = client_cpu.total().saturating_sub(idle);
-        let client_cpu_utilization = client_work.as_secs_f64() / secs / threads as f64;
+        // Pinned, every client thread shares one CPU.
+        let client_cores =
+            if config.client_cpu.is_some() { 1 } else { threads.min(crate::procfs::cpu_count()) };
+        let client_cpu_utilization = client_work.as_secs_f64() / secs / client_cores.max(1) as f64;
         Report {
             addr: config.addr.to_string(),
             mode: config.mode.to_string(),
@@ -190,6 +199,7 @@ impl Report {
             spin: config.spin,
             duration_s: secs,
             round_trips,
+            unanswered,
             round_trips_per_s: round_trips as f64 / secs,
             mb_per_s_out: bytes_out as f64 / secs / 1e6,
             mb_per_s_in: bytes_in as f64 / secs / 1e6,
@@ -243,7 +253,11 @@ impl fmt::Display for Report {
             self.client_threads,
             self.duration_s
         )?;
-        writeln!(f, "  round trips     {} ({:.0}/s)", self.round_trips, self.round_trips_per_s)?;
+        writeln!(
+            f,
+            "  round trips     {} ({:.0}/s); {} unanswered at the end, in the latency with their age then",
+            self.round_trips, self.round_trips_per_s, self.unanswered
+        )?;
         writeln!(f, "  throughput      {:.2} MB/s out, {:.2} MB/s in", self.mb_per_s_out, self.mb_per_s_in)?;
         let l = &self.latency_us;
         writeln!(
@@ -268,7 +282,7 @@ impl fmt::Display for Report {
         }
         write!(
             f,
-            "  client CPU      {:.2} µs per round trip ({:.0}% of a core per thread, {:.2} polls per round trip",
+            "  client CPU      {:.2} µs per round trip ({:.0}% of the CPU it could use, {:.2} polls per round trip",
             self.client_cpu_us_per_round_trip,
             self.client_cpu_utilization * 100.0,
             self.client_polls_per_round_trip
@@ -298,7 +312,7 @@ impl fmt::Display for Report {
         if self.client_saturated {
             writeln!(
                 f,
-                "  warning: the client used {:.0}% of a core per thread: this run measured the client as much as the server",
+                "  warning: the client used {:.0}% of the CPU it could use: this run measured the client as much as the server",
                 self.client_cpu_utilization * 100.0
             )?;
         }
@@ -318,4 +332,92 @@ pub(super) fn progress_bar(config: &LoadConfig, start: Instant, shared: &Shared)
         .progress_chars("=> ");
     bar.set_style(style);
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use hdrhistogram::Histogram;
+
+    use super::*;
+
+    fn config(client_cpu: Option<usize>, spin: bool) -> LoadConfig {
+        LoadConfig {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            mode: echo_core::Mode::Got,
+            connections: 2,
+            size: 64,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            pipeline: 1,
+            rate: None,
+            client_threads: 2,
+            client_cpu,
+            spin,
+            progress: false,
+            sample_every: None,
+        }
+    }
+
+    /// A thread that completed `round_trips` on one connection, recorded as
+    /// many latencies of 10 µs plus `unanswered` of 1 s, and used `cpu` of
+    /// which `idle` polling.
+    fn thread(round_trips: u64, unanswered: u64, cpu: Duration, idle: Duration) -> ThreadResult {
+        let mut latency_ns = Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        latency_ns.record_n(10_000, round_trips).unwrap();
+        latency_ns.record_n(1_000_000_000, unanswered).unwrap();
+        ThreadResult {
+            latency_ns,
+            per_connection: vec![round_trips],
+            bytes_out: 0,
+            bytes_in: 0,
+            errors: Errors::default(),
+            cpu: CpuTime { user: Duration::ZERO, system: cpu },
+            polls: round_trips,
+            idle,
+            unanswered,
+            mismatch: None,
+        }
+    }
+
+    #[test]
+    fn unanswered_messages_count_in_the_latency_but_not_as_round_trips() {
+        let results = vec![
+            thread(900, 100, Duration::from_millis(500), Duration::ZERO),
+            thread(1000, 0, Duration::ZERO, Duration::ZERO),
+        ];
+        let report = Report::from_results(&config(None, false), 2, results, None);
+        assert_eq!(report.round_trips, 1900);
+        assert_eq!(report.unanswered, 100);
+        assert!(report.latency_us.p99 > 900_000.0, "{:?}", report.latency_us);
+        assert!(report.latency_us.p50 < 20.0, "{:?}", report.latency_us);
+    }
+
+    #[test]
+    fn pinned_client_threads_share_one_core() {
+        let busy = || {
+            (0..2).map(|_| thread(1000, 0, Duration::from_millis(450), Duration::ZERO)).collect::<Vec<_>>()
+        };
+        let pinned = Report::from_results(&config(Some(0), false), 2, busy(), None);
+        assert!((pinned.client_cpu_utilization - 0.9).abs() < 1e-9, "{}", pinned.client_cpu_utilization);
+        assert!(pinned.client_saturated);
+        if crate::procfs::cpu_count() >= 2 {
+            let free = Report::from_results(&config(None, false), 2, busy(), None);
+            assert!((free.client_cpu_utilization - 0.45).abs() < 1e-9, "{}", free.client_cpu_utilization);
+            assert!(!free.client_saturated);
+        }
+    }
+
+    #[test]
+    fn idle_polling_is_left_out_of_the_client_figures() {
+        let results = vec![thread(1000, 0, Duration::from_millis(1000), Duration::from_millis(600))];
+        let report = Report::from_results(&config(Some(0), true), 1, results, None);
+        assert!((report.client_idle_polling_s - 0.6).abs() < 1e-9);
+        assert!((report.client_cpu_utilization - 0.4).abs() < 1e-9, "{}", report.client_cpu_utilization);
+        assert!(
+            (report.client_cpu_us_per_round_trip - 400.0).abs() < 1e-6,
+            "{}",
+            report.client_cpu_us_per_round_trip
+        );
+        assert_eq!(report.client_cpu.total(), Duration::from_millis(1000), "the raw CPU time stays whole");
+    }
 }
