@@ -22,34 +22,24 @@ fn json(output: &Output) -> serde_json::Value {
     })
 }
 
-/// Runs `load ARGS --addr ADDR --json`, which must succeed; its report.
-fn load_json(addr: std::net::SocketAddr, args: &str) -> io::Result<serde_json::Value> {
-    let addr = addr.to_string();
+/// Runs `echo-bench ARGS --json` (ARGS split at spaces), which must
+/// succeed; its report.
+fn json_report(args: &str) -> io::Result<serde_json::Value> {
     let mut args: Vec<&str> = args.split(' ').collect();
-    args.extend(["--addr", &addr, "--json"]);
+    args.push("--json");
     let out = echo_bench(&args)?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Ok(json(&out))
 }
 
+/// [`json_report`] of `load ARGS --addr ADDR`.
+fn load_json(addr: std::net::SocketAddr, args: &str) -> io::Result<serde_json::Value> {
+    json_report(&format!("{args} --addr {addr}"))
+}
+
 #[test]
 fn a_closed_loop_run_reports_every_figure() -> io::Result<()> {
-    let out = echo_bench(&[
-        "load",
-        "--backend",
-        "mio",
-        "--connections",
-        "8",
-        "--size",
-        "64",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--json",
-    ])?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report = json(&out);
+    let report = json_report("load --backend mio --connections 8 --size 64 --duration 1s --warmup 200ms")?;
     let rt = report["round_trips"].as_u64().unwrap();
     assert!(rt > 1000, "{report}");
     assert_eq!(report["errors"]["reset"], 0);
@@ -71,26 +61,23 @@ fn a_closed_loop_run_reports_every_figure() -> io::Result<()> {
 
 #[test]
 fn an_open_loop_run_keeps_its_rate() -> io::Result<()> {
-    let out = echo_bench(&[
-        "load",
-        "--backend",
-        "tokio",
-        "--mode",
-        "line",
-        "--connections",
-        "10",
-        "--rate",
-        "2000",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--json",
-    ])?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report = json(&out);
+    let report = json_report(
+        "load --backend tokio --mode line --connections 10 --rate 2000 --duration 1s --warmup 200ms",
+    )?;
     let rate = report["round_trips_per_s"].as_f64().unwrap();
     assert!((1800.0..=2200.0).contains(&rate), "asked 2000/s, got {rate}/s");
+    Ok(())
+}
+
+#[test]
+fn an_open_loop_rate_is_shared_alike_by_connections_split_unevenly_across_threads() -> io::Result<()> {
+    // Three connections on two client threads: one thread has two of them.
+    let args =
+        "load --backend mio --connections 3 --client-threads 2 --rate 3000 --duration 1s --warmup 200ms";
+    let report = json_report(args)?;
+    let slowest = report["slowest_connection"].as_f64().unwrap();
+    let fastest = report["fastest_connection"].as_f64().unwrap();
+    assert!(slowest > 0.9 * fastest, "each connection should carry 1000/s: {report}");
     Ok(())
 }
 

@@ -185,7 +185,10 @@ pub(crate) fn run(
     // pass.
     let open_loop = config.rate.is_some();
     let threads = config.client_threads.max(1) as f64;
-    let interval = config.rate.map(|r| Duration::from_secs_f64(threads / r.max(1e-3)));
+    // The thread's share of the rate follows its share of the connections,
+    // so every connection is loaded alike when they do not divide evenly.
+    let share = conns.len() as f64 / config.connections.max(1) as f64;
+    let interval = config.rate.map(|r| Duration::from_secs_f64(1.0 / (r * share).max(1e-3)));
     let mut timer = None;
     if open_loop && !config.spin {
         let _ = nix::sys::prctl::set_timerslack(1_000);
