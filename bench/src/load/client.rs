@@ -238,12 +238,15 @@ pub(crate) fn run(
             measuring = true;
             cpu_start = procfs::thread_cpu()?;
         }
+        // Whether this pass sent on schedule before polling: work, not idle.
+        let mut sent = false;
         if let (Some(due), Some(interval)) = (next_due.as_mut(), interval) {
             // Every send whose time has come goes to the next connection in
             // turn; a connection whose pipeline is full keeps it as overdue.
             // Sends due within SEND_AHEAD go now, so one wake-up serves a
             // batch instead of one timer interrupt per message.
             while *due <= now + SEND_AHEAD && !conns.is_empty() {
+                sent = true;
                 let count = conns.len();
                 let conn = &mut conns[next_conn];
                 next_conn = (next_conn + 1) % count;
@@ -273,12 +276,14 @@ pub(crate) fn run(
         if !measuring {
             timeout = timeout.min(shared.measure_from.saturating_duration_since(now));
         }
-        // Busy-polling: what follows counts as idle if the poll finds
-        // nothing, so it is timed from here, after this pass's sends.
-        let mut polled_at = now;
+        // Busy-polling: a pass whose poll finds nothing was idle from its
+        // start, or, if it sent on schedule first, from after the sends.
+        let mut idle_from = now;
         if config.spin {
             timeout = Duration::ZERO;
-            polled_at = Instant::now();
+            if sent {
+                idle_from = Instant::now();
+            }
         }
         if progressed > 0 {
             shared.progress.fetch_add(progressed, Relaxed);
@@ -298,7 +303,7 @@ pub(crate) fn run(
         if measuring {
             result.polls += 1;
             if config.spin && events.is_empty() {
-                result.idle += woke - polled_at;
+                result.idle += woke - idle_from;
             }
         }
         for event in events.iter() {
