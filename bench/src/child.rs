@@ -22,11 +22,14 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `exe serve --addr 127.0.0.1:0 ARGS...` and waits for the line
-    /// that names the address it bound.
+    /// that names the address it bound. The child drains and exits if this
+    /// process dies first (strictly: if the calling thread does, so start it
+    /// from a thread that outlives it, as the main thread does).
     pub fn start(exe: &Path, args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .arg("serve")
             .args(["--addr", "127.0.0.1:0"])
+            .args(["--exit-with-parent".to_owned(), std::process::id().to_string()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

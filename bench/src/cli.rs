@@ -197,6 +197,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub cpu: Option<usize>,
 
+    /// Drain and exit when the process with this id, which started this
+    /// server, dies: `load` and `compare` pass it so a server of theirs
+    /// never outlives them, even when they are killed.
+    #[arg(long, hide = true, value_name = "PID")]
+    pub exit_with_parent: Option<i32>,
+
     /// The server itself.
     #[command(flatten)]
     pub server: ServerArgs,

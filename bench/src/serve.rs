@@ -16,6 +16,17 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     // Register before serving, so a signal that comes early is not lost
     // (and does not kill the process before the server can drain).
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    if let Some(parent) = args.exit_with_parent {
+        // SIGTERM when the parent dies drains like any other SIGTERM. A
+        // parent that died before this line has handed the process to
+        // another: then there is nobody to serve.
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+            .context("cannot ask to be told when the parent exits")?;
+        anyhow::ensure!(
+            nix::unistd::getppid().as_raw() == parent,
+            "the process that started this server is gone"
+        );
+    }
     if let Some(cpu) = args.cpu {
         // Before any server thread exists: threads inherit the affinity.
         crate::procfs::pin_current_thread(cpu).with_context(|| format!("cannot pin to CPU {cpu}"))?;

@@ -132,3 +132,77 @@ fn a_second_signal_exits_at_once() -> io::Result<()> {
     assert!(!status.success(), "the second signal exits at once, non-zero: {status}");
     Ok(())
 }
+
+/// The children of process `pid`, read from every `/proc/*/stat`.
+fn children_of(pid: u32) -> io::Result<Vec<u32>> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(child) = entry?.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        // The parent's id is the second field after the parenthesised name.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if parent == Some(pid.to_string().as_str()) {
+            children.push(child);
+        }
+    }
+    Ok(children)
+}
+
+/// How many sockets process `pid` holds (none once it is gone).
+fn sockets_of(pid: u32) -> io::Result<usize> {
+    let mut sockets = 0;
+    // A process that has just exited has no descriptors to list.
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Ok(0) };
+    for entry in descriptors {
+        if std::fs::read_link(entry?.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        {
+            sockets += 1;
+        }
+    }
+    Ok(sockets)
+}
+
+#[test]
+fn a_server_started_by_load_does_not_outlive_a_killed_load() -> io::Result<()> {
+    let mut load = Command::new(env!("CARGO_BIN_EXE_echo-bench"))
+        .args([
+            "load",
+            "--backend",
+            "mio",
+            "--connections",
+            "1",
+            "--duration",
+            "60s",
+            "--warmup",
+            "0s",
+            "--json",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    // Running: load's server holds its listener and load's connection.
+    let mut server = 0;
+    common::wait_until(Duration::from_secs(10), "load to connect to its server", || {
+        server = children_of(load.id())?.first().copied().unwrap_or(0);
+        Ok(server != 0 && sockets_of(server)? >= 2)
+    })?;
+    load.kill()?; // SIGKILL: nothing of load's own runs any more
+    load.wait()?;
+    let exited = common::wait_until(Duration::from_secs(15), "the orphaned server to exit", || {
+        // Gone, or a zombie waiting for its new parent to reap it.
+        Ok(std::fs::read_to_string(format!("/proc/{server}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        }))
+    });
+    if exited.is_err() {
+        // Or it would run on, holding this test's output open.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    exited
+}
