@@ -3,26 +3,18 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use nix::sys::time::TimeSpec;
-use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use super::pattern::{Checker, Mismatch, Pattern};
+use super::schedule::{Schedule, TIMER, counted_from};
 use super::{Errors, LoadConfig};
 use crate::procfs::{self, CpuTime};
-
-const TIMER: Token = Token(usize::MAX);
-
-/// How early an open-loop send may go out to share a wake-up with others.
-const SEND_AHEAD: Duration = Duration::from_micros(50);
 
 /// What every thread of one run shares.
 #[derive(Debug)]
@@ -129,16 +121,6 @@ impl Conn {
     }
 }
 
-/// Where an open-loop message's latency starts, for a message due at `due`
-/// and sent at `sent`: a message sent late counts from when it was due, so
-/// the time it waited behind a stalled server shows in the percentiles (the
-/// coordinated-omission correction); one sent a little early, to share a
-/// wake-up with others, counts from when it was sent, or its reply could
-/// come back "before" it started.
-fn counted_from(due: Instant, sent: Instant) -> Instant {
-    due.min(sent)
-}
-
 /// Runs one thread's connections until `shared.end`.
 pub(crate) fn run(
     config: &LoadConfig,
@@ -177,29 +159,8 @@ pub(crate) fn run(
         });
     }
 
-    // Open loop: this thread's share of the rate, as one schedule of send
-    // times spread over its connections in turn. A precise timer (timerfd,
-    // nanoseconds) wakes the loop at each send time; poll's own timeout
-    // counts in milliseconds, which would add up to 1 ms to every latency.
-    // A busy-polling loop needs no timer: it looks at the schedule on every
-    // pass.
-    let open_loop = config.rate.is_some();
-    let threads = config.client_threads.max(1) as f64;
-    // The thread's share of the rate follows its share of the connections,
-    // so every connection is loaded alike when they do not divide evenly.
-    let share = conns.len() as f64 / config.connections.max(1) as f64;
-    let interval = config.rate.map(|r| Duration::from_secs_f64(1.0 / (r * share).max(1e-3)));
-    let mut timer = None;
-    if open_loop && !config.spin {
-        let _ = nix::sys::prctl::set_timerslack(1_000);
-        let fd = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK).map_err(io::Error::from)?;
-        poll.registry().register(&mut SourceFd(&fd.as_fd_raw()), TIMER, Interest::READABLE)?;
-        timer = Some(fd);
-    }
     let start = Instant::now();
-    // Threads start their schedules staggered so their sends interleave.
-    let mut next_due = interval.map(|i| start + i.mul_f64(thread_index as f64 / threads));
-    let mut next_conn = 0;
+    let mut schedule = Schedule::new(config, conns.len(), thread_index, start, &poll)?;
 
     let mut result = ThreadResult {
         latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(io::Error::other)?,
@@ -240,18 +201,13 @@ pub(crate) fn run(
         }
         // Whether this pass sent on schedule before polling: work, not idle.
         let mut sent = false;
-        if let (Some(due), Some(interval)) = (next_due.as_mut(), interval) {
-            // Every send whose time has come goes to the next connection in
-            // turn; a connection whose pipeline is full keeps it as overdue.
-            // Sends due within SEND_AHEAD go now, so one wake-up serves a
-            // batch instead of one timer interrupt per message.
-            while *due <= now + SEND_AHEAD && !conns.is_empty() {
+        if let Some(schedule) = schedule.as_mut() {
+            // A connection whose pipeline is full keeps its message as
+            // overdue, to send as soon as a reply frees a slot.
+            for (index, due) in schedule.take_due(now, conns.len()) {
                 sent = true;
-                let count = conns.len();
-                let conn = &mut conns[next_conn];
-                next_conn = (next_conn + 1) % count;
-                conn.overdue.push_back(*due);
-                *due += interval;
+                let conn = &mut conns[index];
+                conn.overdue.push_back(due);
                 if conn.alive {
                     conn.fill(now);
                     match conn.flush() {
@@ -264,12 +220,7 @@ pub(crate) fn run(
                     }
                 }
             }
-            if let Some(timer) = &timer {
-                let wait = due.saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
-                timer
-                    .set(Expiration::OneShot(TimeSpec::from_duration(wait)), TimerSetTimeFlags::empty())
-                    .map_err(io::Error::from)?;
-            }
+            schedule.arm()?;
         }
 
         let mut timeout = shared.end.saturating_duration_since(now);
@@ -434,31 +385,5 @@ fn read_replies(
         if n < buf.len() {
             return Ok(done);
         }
-    }
-}
-
-/// The raw descriptor of a timer, for registering with mio.
-trait AsFdRaw {
-    fn as_fd_raw(&self) -> std::os::fd::RawFd;
-}
-
-impl AsFdRaw for TimerFd {
-    fn as_fd_raw(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsFd;
-        self.as_fd().as_raw_fd()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_late_message_counts_from_when_it_was_due_an_early_one_from_when_it_was_sent() {
-        let due = Instant::now();
-        let late = due + Duration::from_millis(300);
-        assert_eq!(counted_from(due, late), due, "the wait behind a stall must count");
-        let early = due - SEND_AHEAD;
-        assert_eq!(counted_from(due, early), early, "a reply cannot come before its message was sent");
     }
 }

@@ -13,6 +13,7 @@ pub mod command;
 pub mod pattern;
 mod report;
 mod sample;
+mod schedule;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
