@@ -1,6 +1,7 @@
 //! CPU time, memory and CPU pinning, read from the kernel: `/proc` for a
 //! server child, `getrusage` for the load generator's own threads.
 
+use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
@@ -65,6 +66,64 @@ pub fn process_cpu(pid: u32) -> io::Result<CpuTime> {
     Ok(CpuTime { user: to_duration(ticks(11)?), system: to_duration(ticks(12)?) })
 }
 
+/// A reading of a process's CPU time, to take the difference of two: the
+/// clock ticks of `/proc/PID/stat` (every thread, exited ones included, but
+/// only to 10 ms) and the run time of each live thread from
+/// `/proc/PID/task/TID/schedstat` (to the nanosecond).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProcessCpu {
+    ticks: CpuTime,
+    /// Run time by thread id; empty where the kernel does not report it.
+    threads: HashMap<u32, Duration>,
+}
+
+/// Reads process `pid`'s CPU time; see [`ProcessCpu`].
+pub fn process_cpu_reading(pid: u32) -> io::Result<ProcessCpu> {
+    let ticks = process_cpu(pid)?;
+    let mut threads = HashMap::new();
+    // A thread may exit between listing and reading: it is just left out.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|name| name.parse().ok()) else { continue };
+        let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        if let Some(ns) = schedstat.split_whitespace().next().and_then(|field| field.parse().ok()) {
+            threads.insert(tid, Duration::from_nanos(ns));
+        }
+    }
+    Ok(ProcessCpu { ticks, threads })
+}
+
+impl ProcessCpu {
+    /// The CPU time spent between `earlier` and `self`. To the nanosecond
+    /// when every thread of `earlier` is still there and the two sources
+    /// agree (split into user and system time as the ticks split it);
+    /// otherwise, when a thread exited in between and took its run time with
+    /// it, in clock ticks.
+    pub fn since(&self, earlier: &ProcessCpu) -> CpuTime {
+        let ticks = self.ticks.since(earlier.ticks);
+        let all_there =
+            !earlier.threads.is_empty() && earlier.threads.keys().all(|tid| self.threads.contains_key(tid));
+        if !all_there {
+            return ticks;
+        }
+        // A thread born in between ran only in between: all of its time counts.
+        let precise: Duration = self
+            .threads
+            .iter()
+            .map(|(tid, now)| now.saturating_sub(earlier.threads.get(tid).copied().unwrap_or_default()))
+            .sum();
+        // Two ticks of rounding (one per reading), and a little slack.
+        let tolerance = Duration::from_millis(20) + ticks.total() / 20;
+        if precise.abs_diff(ticks.total()) > tolerance {
+            return ticks;
+        }
+        let user = match ticks.total().as_nanos() {
+            0 => Duration::ZERO,
+            total => precise.mul_f64(ticks.user.as_nanos() as f64 / total as f64),
+        };
+        CpuTime { user, system: precise.saturating_sub(user) }
+    }
+}
+
 /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
 pub fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -108,8 +167,39 @@ mod tests {
         }
         assert!(x > 0);
         assert!(process_cpu(pid).unwrap().total() > Duration::ZERO);
+        assert!(!process_cpu_reading(pid).unwrap().threads.is_empty());
         assert!(thread_cpu().unwrap().total() > Duration::ZERO);
         assert!(status_kib(pid, "VmHWM").unwrap() > 0);
         assert!(fd_count(pid).unwrap() >= 3);
+    }
+
+    fn reading(user_ms: u64, system_ms: u64, threads: &[(u32, u64)]) -> ProcessCpu {
+        ProcessCpu {
+            ticks: CpuTime { user: Duration::from_millis(user_ms), system: Duration::from_millis(system_ms) },
+            threads: threads.iter().map(|&(tid, ms)| (tid, Duration::from_millis(ms))).collect(),
+        }
+    }
+
+    #[test]
+    fn live_threads_give_the_time_to_the_nanosecond_split_as_the_ticks_split_it() {
+        let before = reading(100, 300, &[(1, 50), (2, 350)]);
+        // Thread 3 was born in between; ticks say 520 ms, threads 512.
+        let after = reading(230, 690, &[(1, 60), (2, 852), (3, 0)]);
+        let between = after.since(&before);
+        assert_eq!(between.total(), Duration::from_millis(512));
+        assert_eq!(between.user, Duration::from_millis(128));
+    }
+
+    #[test]
+    fn a_thread_gone_in_between_or_no_run_times_fall_back_to_the_ticks() {
+        let before = reading(100, 300, &[(1, 50), (2, 350)]);
+        let exited = reading(230, 690, &[(1, 560)]);
+        assert_eq!(exited.since(&before).total(), Duration::from_millis(520));
+        let unreported = reading(230, 690, &[(1, 0), (2, 0)]);
+        assert_eq!(
+            unreported.since(&reading(100, 300, &[(1, 0), (2, 0)])).total(),
+            Duration::from_millis(520)
+        );
+        assert_eq!(exited.since(&reading(100, 300, &[])).total(), Duration::from_millis(520));
     }
 }

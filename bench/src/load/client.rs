@@ -46,6 +46,10 @@ pub(crate) struct ThreadResult {
     pub(crate) idle: Duration,
     /// Messages sent or due and still unanswered at the end of the window.
     pub(crate) unanswered: u64,
+    /// The connections, kept open until the server's CPU time has been
+    /// read: one closed at the end would end a thread-per-connection
+    /// server's thread, and its run time with it, before the reading.
+    pub(crate) connections: Vec<TcpStream>,
     pub(crate) mismatch: Option<(usize, Mismatch)>,
 }
 
@@ -172,6 +176,7 @@ pub(crate) fn run(
         polls: 0,
         idle: Duration::ZERO,
         unanswered: 0,
+        connections: Vec::new(),
         mismatch: None,
     };
     let mut measuring = false;
@@ -311,6 +316,7 @@ pub(crate) fn run(
         unanswered(&conns, shared, &mut result);
     }
     result.per_connection = conns.iter().map(|c| c.measured).collect();
+    result.connections = conns.into_iter().map(|c| c.stream).collect();
     Ok(result)
 }
 

@@ -152,7 +152,7 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
         return Err(LoadError::Mismatch { connection, mismatch });
     }
     let server = match (server_start, server_end) {
-        (Ok(Some(a)), Ok(Some(b))) => Some((b.since(a), peak_rss_kib)),
+        (Ok(Some(a)), Ok(Some(b))) => Some((b.since(&a), peak_rss_kib)),
         _ => None,
     };
     let mut report = Report::from_results(config, threads, results, server);
@@ -225,6 +225,6 @@ impl Waiter<'_> {
     }
 }
 
-fn server_cpu(server: Option<&dyn Observed>) -> io::Result<Option<procfs::CpuTime>> {
-    server.map(|s| procfs::process_cpu(s.pid())).transpose()
+fn server_cpu(server: Option<&dyn Observed>) -> io::Result<Option<procfs::ProcessCpu>> {
+    server.map(|s| procfs::process_cpu_reading(s.pid())).transpose()
 }

@@ -375,6 +375,7 @@ mod tests {
             polls: round_trips,
             idle,
             unanswered,
+            connections: Vec::new(),
             mismatch: None,
         }
     }
