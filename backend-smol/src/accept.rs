@@ -4,7 +4,7 @@
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use echo_core::{AcceptBackoff, Connection, ServerConfig, ShutdownSignal, Stats, TaskTracker};
 use smol::future::or;
@@ -86,7 +86,7 @@ pub(crate) async fn run(
     drop(listener);
     // Past the deadline, whatever is left is dropped with the executor.
     or(tracker.all_done(), async {
-        Timer::at(shutdown.deadline().unwrap_or_else(Instant::now) + DEADLINE_SLACK).await;
+        Timer::after(shutdown.time_left() + DEADLINE_SLACK).await;
     })
     .await;
 }

@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use echo_core::buffer::with_read_buffer;
 use echo_core::{CloseReason, Connection, ShutdownSignal, TaskToken};
@@ -52,7 +52,7 @@ pub(crate) async fn serve(
                 true
             },
             async {
-                Timer::at(shutdown.deadline().unwrap_or_else(Instant::now)).await;
+                Timer::after(shutdown.time_left()).await;
                 false
             },
         )

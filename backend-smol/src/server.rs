@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, Waker};
+use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, nothing_to_wake};
 use smol::{Async, Executor, channel};
 
 use crate::accept;
@@ -21,9 +21,7 @@ pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<
 
     let stats = Arc::new(Stats::default());
     let signal = Arc::new(ShutdownSignal::default());
-    // `trigger` itself wakes every task awaiting `signal.triggered()`, and
-    // the executor threads wake with their tasks: nothing else is blocked.
-    let wake: Waker = Box::new(|| {});
+    let wake = nothing_to_wake();
     let executor = Arc::new(Executor::new());
 
     // Every thread runs the executor until `serving` closes, which happens

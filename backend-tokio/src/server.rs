@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, Waker};
+use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, nothing_to_wake};
 use tokio::runtime::{Builder, Runtime};
 
 use crate::accept;
@@ -34,9 +34,7 @@ pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<
 
     let stats = Arc::new(Stats::default());
     let signal = Arc::new(ShutdownSignal::default());
-    // `trigger` itself wakes every task awaiting `signal.triggered()`, and
-    // the runtime's threads wake with their tasks: nothing else is blocked.
-    let wake: Waker = Box::new(|| {});
+    let wake = nothing_to_wake();
     let serve = accept::run(listener, Arc::new(config.clone()), Arc::clone(&stats), Arc::clone(&signal));
     let deadline_signal = Arc::clone(&signal);
     let thread = thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {

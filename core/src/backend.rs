@@ -178,6 +178,14 @@ impl Drop for Triggered<'_> {
 /// Wakes a backend's threads so they notice a triggered [`ShutdownSignal`].
 pub type Waker = Box<dyn Fn() + Send + Sync>;
 
+/// The [`Waker`] of a backend whose threads wait only in futures:
+/// [`ShutdownSignal::trigger`] itself wakes every task awaiting
+/// [`ShutdownSignal::triggered`], and the threads running those tasks wake
+/// with them, so nothing else is blocked.
+pub fn nothing_to_wake() -> Waker {
+    Box::new(|| {})
+}
+
 /// A running server. Dropping it shuts it down with no drain time.
 pub struct Server {
     local_addr: SocketAddr,

@@ -27,7 +27,7 @@ pub mod stats;
 pub mod tasks;
 
 pub use accept::AcceptBackoff;
-pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, Waker};
+pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, Waker, nothing_to_wake};
 pub use connection::{CloseReason, Connection};
 pub use listener::bind;
 pub use protocol::{Mode, Session};
