@@ -47,13 +47,19 @@ pub fn thread_cpu() -> io::Result<CpuTime> {
     Ok(CpuTime { user: micros(usage.user_time()), system: micros(usage.system_time()) })
 }
 
+/// The fields of `/proc/PID/stat` after the command name, from the state
+/// (field 3 of the file, 0 here) on: the name may hold spaces and
+/// parentheses, the fields after its last `)` do not.
+pub fn stat_fields(pid: u32) -> io::Result<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    Ok(after_name.split_whitespace().map(str::to_owned).collect())
+}
+
 /// CPU time of every thread of process `pid`, exited threads included, from
 /// `/proc/PID/stat` (in clock ticks, usually 10 ms: fine over seconds).
 pub fn process_cpu(pid: u32) -> io::Result<CpuTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces; the fields after it don't.
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let fields = stat_fields(pid)?;
     // utime and stime are fields 14 and 15 of the file, 12 and 13 here.
     let ticks = |i: usize| -> io::Result<u64> {
         fields

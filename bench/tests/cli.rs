@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::ServerChild;
+use echo_bench::procfs::stat_fields;
 
 fn echo_bench(args: &[&str]) -> io::Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_echo-bench")).args(args).output()
@@ -140,10 +141,10 @@ fn children_of(pid: u32) -> io::Result<Vec<u32>> {
         let Some(child) = entry?.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
             continue;
         };
-        // The parent's id is the second field after the parenthesised name.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
-        if parent == Some(pid.to_string().as_str()) {
+        // A process that has just exited has no stat to read.
+        let Ok(fields) = stat_fields(child) else { continue };
+        // The state, then the parent's id.
+        if fields.get(1) == Some(&pid.to_string()) {
             children.push(child);
         }
     }
@@ -193,9 +194,7 @@ fn a_server_started_by_load_does_not_outlive_a_killed_load() -> io::Result<()> {
     load.wait()?;
     let exited = common::wait_until(Duration::from_secs(15), "the orphaned server to exit", || {
         // Gone, or a zombie waiting for its new parent to reap it.
-        Ok(std::fs::read_to_string(format!("/proc/{server}/stat")).map_or(true, |stat| {
-            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        }))
+        Ok(stat_fields(server).map_or(true, |fields| fields.first().is_some_and(|state| state == "Z")))
     });
     if exited.is_err() {
         // Or it would run on, holding this test's output open.

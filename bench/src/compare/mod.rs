@@ -41,7 +41,6 @@ pub use matrix::{Cell, Settings};
 use crate::child::ServerProcess;
 use crate::cli::{PollerArg, ServerArgs};
 use crate::load::{self, LoadConfig, LoadError, Observed, Report};
-use crate::procfs;
 use env::Environment;
 use progress::Progress;
 use results::{Failure, Results, Run};
@@ -53,13 +52,7 @@ const DRAIN: &str = "1s";
 
 /// Runs `echo-bench compare`; returns whether every run succeeded.
 pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
-    let pinned = args.pin && procfs::cpu_count() >= 2;
-    if args.pin && !pinned {
-        tracing::warn!("--pin needs two CPUs; running unpinned");
-    }
-    if args.spin && !pinned {
-        tracing::warn!("--spin without --pin: the busy-polling client competes with the servers for CPU");
-    }
+    let pinned = load::pinning(args.pin, args.spin);
     let settings = Settings::new(args, pinned)?;
     // Before any run, so that a bad --out costs no time.
     if let Some(dir) = &args.out {

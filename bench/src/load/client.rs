@@ -105,6 +105,25 @@ impl Conn {
         }
     }
 
+    /// Writes what is queued, counting the bytes if `measuring`; a failed
+    /// write ends the connection.
+    fn send(&mut self, poll: &Poll, measuring: bool, shared: &Shared, result: &mut ThreadResult) {
+        match self.flush() {
+            Ok(n) if measuring => result.bytes_out += n as u64,
+            Ok(_) => {}
+            Err(e) => {
+                record_error(result, shared, &e);
+                self.close(poll);
+            }
+        }
+    }
+
+    /// Stops serving the connection: its events are no longer asked for.
+    fn close(&mut self, poll: &Poll) {
+        self.alive = false;
+        let _ = poll.registry().deregister(&mut self.stream);
+    }
+
     /// Writes what it can; `WouldBlock` leaves the rest for the next
     /// writable event.
     fn flush(&mut self) -> io::Result<usize> {
@@ -189,10 +208,7 @@ pub(crate) fn run(
 
     for conn in conns.iter_mut() {
         conn.fill(start);
-        if let Err(e) = conn.flush() {
-            record_error(&mut result, shared, &e);
-            conn.alive = false;
-        }
+        conn.send(&poll, measuring, shared, &mut result);
     }
 
     loop {
@@ -215,14 +231,7 @@ pub(crate) fn run(
                 conn.overdue.push_back(due);
                 if conn.alive {
                     conn.fill(now);
-                    match conn.flush() {
-                        Ok(n) if measuring => result.bytes_out += n as u64,
-                        Ok(_) => {}
-                        Err(e) => {
-                            record_error(&mut result, shared, &e);
-                            conn.alive = false;
-                        }
-                    }
+                    conn.send(&poll, measuring, shared, &mut result);
                 }
             }
             schedule.arm()?;
@@ -289,27 +298,16 @@ pub(crate) fn run(
                     }
                 };
                 if failed {
-                    conn.alive = false;
-                    let _ = poll.registry().deregister(&mut conn.stream);
+                    conn.close(&poll);
                     continue;
                 }
             }
-            match conn.flush() {
-                Ok(n) if measuring => result.bytes_out += n as u64,
-                Ok(_) => {}
-                Err(e) => {
-                    record_error(&mut result, shared, &e);
-                    conn.alive = false;
-                    let _ = poll.registry().deregister(&mut conn.stream);
-                }
-            }
+            conn.send(&poll, measuring, shared, &mut result);
         }
     }
 
     if measuring {
         result.cpu = procfs::thread_cpu()?.since(cpu_start);
-    }
-    if measuring {
         // A thread that shares its CPU with another waits in its polls
         // while the other runs: that wall-clock time was never its CPU time.
         result.idle = result.idle.min(result.cpu.total());

@@ -8,18 +8,11 @@ use anyhow::Context;
 use super::{LoadConfig, LoadError, Observed};
 use crate::child::ServerProcess;
 use crate::cli::LoadArgs;
-use crate::procfs;
 
 /// Runs `echo-bench load`; returns whether the run was valid (no mismatch,
 /// no error).
 pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
-    let pin = args.pin && procfs::cpu_count() >= 2;
-    if args.pin && !pin {
-        tracing::warn!("--pin needs two CPUs; running unpinned");
-    }
-    if args.spin && !pin {
-        tracing::warn!("--spin without --pin: the busy-polling client competes with the server for CPU");
-    }
+    let pin = super::pinning(args.pin, args.spin);
     let server = match args.addr {
         Some(_) => None,
         None => {

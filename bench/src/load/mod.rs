@@ -98,8 +98,8 @@ impl Observed for crate::child::ServerProcess {
 /// Runs the load and returns what it measured. `server`, when the server is
 /// a process of ours, adds its CPU time and peak memory to the report.
 pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report, LoadError> {
-    validate(config)?;
     let threads = config.client_threads.clamp(1, config.connections);
+    validate(config, threads)?;
 
     let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
     for id in 0..config.connections {
@@ -170,11 +170,25 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
     Ok(report)
 }
 
-fn validate(config: &LoadConfig) -> anyhow::Result<()> {
+/// Whether server and client can be pinned apart, as `--pin` asks (they
+/// need two CPUs), warning when they cannot or when a busy-polling client
+/// (`--spin`) would compete with the server.
+pub fn pinning(pin: bool, spin: bool) -> bool {
+    let pinned = pin && procfs::cpu_count() >= 2;
+    if pin && !pinned {
+        tracing::warn!("--pin needs two CPUs; running unpinned");
+    }
+    if spin && !pinned {
+        tracing::warn!("--spin without --pin: the busy-polling client competes with the server for CPU");
+    }
+    pinned
+}
+
+/// Checks `config`, which runs on `threads` client threads.
+fn validate(config: &LoadConfig, threads: usize) -> anyhow::Result<()> {
     anyhow::ensure!(config.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(config.size > 0, "--size must be at least 1 byte");
     anyhow::ensure!(!config.duration.is_zero(), "--duration must be more than zero");
-    let threads = config.client_threads.clamp(1, config.connections);
     if let Some(rate) = config.rate {
         anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
         anyhow::ensure!(

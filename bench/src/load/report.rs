@@ -177,9 +177,8 @@ impl Report {
         }
         let secs = config.duration.as_secs_f64();
         let round_trips: u64 = per_connection.iter().sum();
-        let per_rt = |cpu: Duration| {
-            if round_trips == 0 { 0.0 } else { cpu.as_secs_f64() * 1e6 / round_trips as f64 }
-        };
+        let per_round_trip = |x: f64| if round_trips == 0 { 0.0 } else { x / round_trips as f64 };
+        let per_rt = |cpu: Duration| per_round_trip(cpu.as_secs_f64() * 1e6);
         let us = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
         // A busy-polling thread is never descheduled while it waits, so its
         // idle polls took CPU time as long as they took wall-clock time.
@@ -218,11 +217,7 @@ impl Report {
             client_idle_polling_s: idle.as_secs_f64(),
             client_cpu_us_per_round_trip: per_rt(client_work),
             client_cpu_utilization,
-            client_polls_per_round_trip: if round_trips == 0 {
-                0.0
-            } else {
-                polls as f64 / round_trips as f64
-            },
+            client_polls_per_round_trip: per_round_trip(polls as f64),
             client_saturated: client_cpu_utilization > CLIENT_SATURATED,
             server: server.map(|(cpu, peak_rss_kib)| ServerFigures {
                 cpu,
