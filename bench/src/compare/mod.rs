@@ -134,8 +134,7 @@ fn rerun_disturbed(
             if again.len() == 1 { "" } else { "s" }
         ));
         for cell in again {
-            let repeat = runs.iter().filter(|r| r.cell == cell).count()
-                + failures.iter().filter(|f| f.cell == cell).count();
+            let repeat = noise::runs_made(cell, runs, failures);
             run_and_record(exe, settings, repeat, cell, progress, runs, failures);
         }
     }

@@ -47,6 +47,12 @@ pub fn reruns_per_cell(settings: &Settings) -> usize {
     settings.repeat.div_ceil(2)
 }
 
+/// How many runs of `cell` were made so far, failed ones included: the
+/// repeat number of its next run.
+pub fn runs_made(cell: Cell, runs: &[Run], failures: &[Failure]) -> usize {
+    runs.iter().filter(|r| r.cell == cell).count() + failures.iter().filter(|f| f.cell == cell).count()
+}
+
 /// The cells that need another run, in the order of the table (so a rerun
 /// pass interleaves the backends too): those with fewer than `repeat`
 /// clean runs that have not yet been run again [`reruns_per_cell`] times.
@@ -56,10 +62,10 @@ pub fn cells_to_rerun(settings: &Settings, runs: &[Run], failures: &[Failure]) -
         .cells()
         .into_iter()
         .filter(|cell| {
-            let done = runs.iter().filter(|r| r.cell == *cell).count();
             let clean = runs.iter().filter(|r| r.cell == *cell && !r.disturbed).count();
             let failed = failures.iter().filter(|f| f.cell == *cell).count();
-            clean + failed < settings.repeat && done + failed < settings.repeat + reruns_per_cell(settings)
+            clean + failed < settings.repeat
+                && runs_made(*cell, runs, failures) < settings.repeat + reruns_per_cell(settings)
         })
         .collect()
 }
