@@ -179,6 +179,7 @@ cases! {
     large_stream,
     slow_reader,
     half_close,
+    half_close_backed_up,
     empty_connection,
     chunking_independence,
     long_lines,
