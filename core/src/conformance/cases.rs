@@ -129,9 +129,8 @@ pub fn half_close(target: &Target) -> Result<(), Failure> {
 /// that still queued, and only then reads: every reply byte must come (in
 /// `line` mode the unterminated tail too), then a clean end of stream, not
 /// a reset. [`half_close`] sends too little to queue anything; here a
-/// server that closes at end of input with replies still queued loses
-/// megabytes, whether it bounded its output and left the input in the
-/// kernel or read everything into memory.
+/// server that reads everything into memory and closes at end of input
+/// with replies still queued loses megabytes.
 pub fn half_close_backed_up(target: &Target) -> Result<(), Failure> {
     let input = lines(BACKLOG, 4, 1..=2000);
     let buffers = Buffers { receive: Some(SMALL_BUFFER), send: Some(SMALL_BUFFER) };
