@@ -411,25 +411,16 @@ fn reordered_replies_fail_the_streams() -> io::Result<()> {
 
 /// (5) Closing at end of input with replies queued in memory is caught by
 /// the client that half-closes with the connection backed up, and only by
-/// it: `half_close` and the long streams, whose client reads as it goes,
-/// leave nothing queued at the end.
+/// it: this server passes every other case, `half_close` included, as
+/// issue 11's passed all eleven cases before this one (a client that reads
+/// as it goes leaves nothing queued at the end).
 #[test]
 fn close_at_eof_with_backlog_fails_half_close_backed_up() -> io::Result<()> {
+    let others: Vec<_> = all_cases().into_iter().filter(|&name| name != "half_close_backed_up").collect();
     for mode in Mode::ALL {
         let params = Params::new(mode);
         let server = TestServer::spawn(params, closes_at_eof_with_backlog)?;
-        assert_outcomes(
-            &server.target(params),
-            &["half_close_backed_up"],
-            &[
-                "half_close",
-                "empty_connection",
-                "large_stream",
-                "slow_reader",
-                "seed_transcript",
-                "long_lines",
-            ],
-        );
+        assert_outcomes(&server.target(params), &["half_close_backed_up"], &others);
     }
     Ok(())
 }
