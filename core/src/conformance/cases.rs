@@ -3,11 +3,12 @@
 //! [`super::ReplyChecker`]), so each case can fail in every mode.
 //!
 //! Connections end with `Client::close`: a last round trip that would show
-//! any stray byte, then a close. Only `half_close` and `empty_connection`
-//! require the server to end the stream after the client's end of input, so
-//! a server that never closes (the seed, say) fails those two, not all.
+//! any stray byte, then a close. Only `half_close`, `half_close_backed_up`
+//! and `empty_connection` require the server to end the stream after the
+//! client's end of input, so a server that never closes (the seed, say)
+//! fails those three, not all.
 
-use super::client::{Client, Deadline, Plan};
+use super::client::{Buffers, Client, Deadline, Plan};
 use super::payload::{bytes, lines};
 use super::verify::{show, split_pieces};
 use super::{Failure, Target};
@@ -21,8 +22,18 @@ const ROUNDS: usize = 3;
 const LARGE: usize = 16 << 20;
 /// Bytes written before reading by [`slow_reader`].
 const UNREAD: usize = 8 << 20;
-/// The receive buffer of [`slow_reader`]'s client.
-const SMALL_RECEIVE_BUFFER: usize = 64 << 10;
+/// The receive buffer of [`slow_reader`]'s client, and both buffers of
+/// [`half_close_backed_up`]'s.
+const SMALL_BUFFER: usize = 64 << 10;
+/// The most [`half_close_backed_up`] writes before it closes its write side,
+/// backed up or not. Correct servers on loopback back up after 4 to 6 MiB;
+/// a server that reads everything into memory never does, and of its
+/// replies only what the kernel holds on the way back survives its close at
+/// end of input: its send buffer (up to `tcp_wmem`'s limit, 4 MiB by
+/// default on Linux) and the client's receive buffer. 16 MiB leaves such a
+/// server megabytes short even after the replies the client reads while it
+/// is still catching up on its input.
+const BACKLOG: usize = 16 << 20;
 
 /// The seed's transcript: `Hello\n`, then `World\n` on the same connection,
 /// each answered (`GOT:Hello\n`, `GOT:World\n`; raw: the echo) before the
@@ -92,7 +103,8 @@ pub fn slow_reader(target: &Target) -> Result<(), Failure> {
     let input = lines(UNREAD, 8, 1..=2000);
     // A small receive buffer keeps the kernel from absorbing much of what
     // the server sends: the server has to hold (and bound) the rest.
-    let mut client = Client::connect_with(target, Deadline::start(), "client", Some(SMALL_RECEIVE_BUFFER))?;
+    let buffers = Buffers { receive: Some(SMALL_BUFFER), ..Buffers::default() };
+    let mut client = Client::connect_with(target, Deadline::start(), "client", buffers)?;
     client.exchange(target, &input, Plan { read_after_stall: true, ..Plan::default() })?;
     client.close(target)
 }
@@ -106,6 +118,29 @@ pub fn half_close(target: &Target) -> Result<(), Failure> {
     let mut client = Client::connect(target, Deadline::start(), "client")?;
     client.exchange(target, &input, Plan { shutdown: true, ..Plan::default() })?;
     client.expect_eof()
+}
+
+/// The client writes without reading until the connection is backed up
+/// both ways: its replies fill the client's receive buffer and the server's
+/// send buffer, the server (its output over the high watermark) stops
+/// reading, and the input fills the server's receive buffer and the client's
+/// send buffer, until a write takes nothing for a while; or until 16 MiB are
+/// written, whichever comes first. Then it closes its write side with all
+/// that still queued, and only then reads: every reply byte must come (in
+/// `line` mode the unterminated tail too), then a clean end of stream, not
+/// a reset. [`half_close`] sends too little to queue anything; here a
+/// server that reads everything into memory and closes at end of input
+/// with replies still queued loses megabytes.
+pub fn half_close_backed_up(target: &Target) -> Result<(), Failure> {
+    let input = lines(BACKLOG, 4, 1..=2000);
+    let buffers = Buffers { receive: Some(SMALL_BUFFER), send: Some(SMALL_BUFFER) };
+    let mut client = Client::connect_with(target, Deadline::start(), "client", buffers)?;
+    let backlog = client.write_until_stalled(&input)?;
+    let how = if backlog.stalled { "until the writes stalled" } else { "the server took it all" };
+    let context = format!("after {} bytes written unread ({how}) and the write side closed", backlog.written);
+    client.shutdown_write().map_err(|f| f.within(&context))?;
+    client.expect_last_reply(target, &input[..backlog.written]).map_err(|f| f.within(&context))?;
+    client.expect_eof().map_err(|f| f.within(&context))
 }
 
 /// One client writes as much as the socket buffers take without reading,

@@ -20,6 +20,28 @@ const CHUNK: usize = 64 * 1024;
 /// server stopped reading (its output is over the high watermark).
 const STALL: Duration = Duration::from_millis(300);
 
+/// Socket buffer sizes a client fixes before it connects (so the kernel
+/// never grows them); `None` leaves the kernel's choice.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Buffers {
+    /// `SO_RCVBUF`: a small one keeps the kernel from absorbing much of the
+    /// server's replies, so the server has to hold (and bound) the rest.
+    pub(crate) receive: Option<usize>,
+    /// `SO_SNDBUF`: a small one makes the client's writes stall soon after
+    /// the server stops reading, with little input parked in the client.
+    pub(crate) send: Option<usize>,
+}
+
+/// How far [`Client::write_until_stalled`] got.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Backlog {
+    /// Input bytes the kernel took.
+    pub(crate) written: usize,
+    /// Whether a write made no progress for [`STALL`] (the connection is
+    /// backed up), rather than the whole input going out.
+    pub(crate) stalled: bool,
+}
+
 /// When the case must be over.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deadline(Instant);
@@ -76,23 +98,26 @@ pub(crate) struct Client {
 impl Client {
     /// Connects to the target, with [`CONNECT_TIMEOUT`].
     pub(crate) fn connect(target: &Target, deadline: Deadline, label: &str) -> Result<Self, Failure> {
-        Client::connect_with(target, deadline, label, None)
+        Client::connect_with(target, deadline, label, Buffers::default())
     }
 
-    /// Connects with the receive buffer fixed at `recv_buffer` bytes (set
-    /// before connecting, so the window never grows past it) when given.
+    /// Connects with the socket buffers fixed as `buffers` says (set before
+    /// connecting, so the window never grows past them).
     pub(crate) fn connect_with(
         target: &Target,
         deadline: Deadline,
         label: &str,
-        recv_buffer: Option<usize>,
+        buffers: Buffers,
     ) -> Result<Self, Failure> {
         let doing = || format!("{label}: connecting to {}", target.addr);
         let timeout = deadline.budget(CONNECT_TIMEOUT, &doing)?;
         let socket = Socket::new(Domain::for_address(target.addr), Type::STREAM, Some(Protocol::TCP))
             .map_err(|e| io_failure(e, doing()))?;
-        if let Some(size) = recv_buffer {
+        if let Some(size) = buffers.receive {
             socket.set_recv_buffer_size(size).map_err(|e| io_failure(e, doing()))?;
+        }
+        if let Some(size) = buffers.send {
+            socket.set_send_buffer_size(size).map_err(|e| io_failure(e, doing()))?;
         }
         socket.connect_timeout(&target.addr.into(), timeout).map_err(|e| io_failure(e, doing()))?;
         let stream = TcpStream::from(socket);
@@ -151,6 +176,53 @@ impl Client {
             .map_err(|f| f.within(&self.label))
     }
 
+    /// Reads the whole reply to `input`, the client's entire input, sent
+    /// earlier and followed by [`Client::shutdown_write`] (so in `line` mode
+    /// the unterminated tail is answered too), and checks it.
+    pub(crate) fn expect_last_reply(&mut self, target: &Target, input: &[u8]) -> Result<Vec<u8>, Failure> {
+        read_reply(&self.stream, &mut self.buf, ReplyChecker::new(target, input, true), self.deadline)
+            .map_err(|f| f.within(&self.label))
+    }
+
+    /// Writes `input` without reading until the connection backs up: until
+    /// one write takes nothing for [`STALL`] (the server has stopped reading
+    /// because its replies go unread), or all of `input` is written.
+    /// Blocking writes bounded by [`STALL`], so no thread and no guessed
+    /// sleep: the kernel says when it would take no more.
+    pub(crate) fn write_until_stalled(&mut self, input: &[u8]) -> Result<Backlog, Failure> {
+        let label = &self.label;
+        let doing =
+            |written: usize| format!("{label}: writing input byte {written} of {} unread", input.len());
+        let stream = &mut self.stream;
+        stream.set_write_timeout(Some(STALL)).map_err(|e| io_failure(e, doing(0)))?;
+        let mut backlog = Backlog { written: 0, stalled: false };
+        while backlog.written < input.len() {
+            let written = backlog.written;
+            self.deadline.budget(IO_TIMEOUT, &|| doing(written))?;
+            let end = (written + CHUNK).min(input.len());
+            match stream.write(&input[written..end]) {
+                Ok(0) => return Err(io_failure(io::ErrorKind::WriteZero.into(), doing(written))),
+                Ok(n) => backlog.written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    backlog.stalled = true;
+                    break;
+                }
+                Err(e) => return Err(io_failure(e, doing(written))),
+            }
+        }
+        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| io_failure(e, doing(backlog.written)))?;
+        Ok(backlog)
+    }
+
+    /// Closes the write side: the server reads end of input once it has
+    /// read everything before it.
+    pub(crate) fn shutdown_write(&mut self) -> Result<(), Failure> {
+        self.stream
+            .shutdown(Shutdown::Write)
+            .map_err(|e| io_failure(e, format!("{}: closing the write side", self.label)))
+    }
+
     /// Writes `input` from a second thread, as `plan` says, while this one
     /// reads and checks the reply; returns the reply. Nothing deadlocks
     /// however large the input: the client always reads (except, with
@@ -201,9 +273,7 @@ impl Client {
     /// Closes the write side and expects a clean end of stream with nothing
     /// before it.
     pub(crate) fn finish(&mut self) -> Result<(), Failure> {
-        self.stream
-            .shutdown(Shutdown::Write)
-            .map_err(|e| io_failure(e, format!("{}: closing the write side", self.label)))?;
+        self.shutdown_write()?;
         self.expect_eof()
     }
 

@@ -46,11 +46,14 @@
 //!    judge the reply (it knows each mode), and end each connection with
 //!    `Client::close` (a last round trip shows any stray byte), or with
 //!    `Client::finish` where the case is about the server ending the stream.
-//! 3. Add its name to the `cases!` list at the bottom of this file (the
-//!    order `CASES` runs in), to the list in `bench/tests/conformance.rs`
-//!    (its `every_case_is_expanded` test fails until you do), and, when the
-//!    case exists to catch a particular bug, give `core/tests/broken_servers.rs`
-//!    a broken server that it must catch.
+//! 3. Add its name to the list in [`for_each_case!`](crate::for_each_case)
+//!    at the bottom of this file (the order `CASES` runs in). That list is
+//!    the only one: `CASES` is made from it, and `bench/tests/conformance.rs`
+//!    writes one test per case per backend, thread count and mode from it
+//!    (its `every_case_is_expanded` tests check that each expansion holds
+//!    every case in `CASES`). When the case exists to catch a particular
+//!    bug, give `core/tests/broken_servers.rs` a broken server that it must
+//!    catch.
 
 use std::io;
 use std::net::SocketAddr;
@@ -170,20 +173,47 @@ pub struct Case {
     pub run: fn(&Target) -> Result<(), Failure>,
 }
 
-cases! {
+/// The one list of the conformance cases, in the order [`CASES`] runs
+/// them: expands to `$callback! { $($args)* seed_transcript, many_clients,
+/// ... }`, each case the name of its function in [`crate::conformance`].
+///
+/// [`CASES`] is made from it, and `bench/tests/conformance.rs` writes one
+/// `#[test]` per case per backend from it, so a new case is listed here
+/// and nowhere else. `$callback` must be a `macro_rules!` macro in scope
+/// where this is called; `$args` go in front of the names.
+///
+/// ```
+/// macro_rules! names {
+///     ($($case:ident),* $(,)?) => { [$(stringify!($case)),*] };
+/// }
+/// let names = echo_core::for_each_case!(names! {});
+/// let cases: Vec<_> = echo_core::conformance::CASES.iter().map(|c| c.name).collect();
+/// assert_eq!(names[..], cases[..]);
+/// ```
+#[macro_export]
+macro_rules! for_each_case {
+    ($callback:ident! { $($args:tt)* }) => {
+        $callback! { $($args)*
+            seed_transcript,
+            many_clients,
+            every_byte_value,
+            large_stream,
+            slow_reader,
+            half_close,
+            half_close_backed_up,
+            empty_connection,
+            chunking_independence,
+            long_lines,
+            got_piece_sizes,
+            // Last: a server that dies on a reset (the seed does) fails
+            // every case after it, so `check` against it reports the
+            // earlier cases first.
+            reset_mid_stream,
+        }
+    };
+}
+
+for_each_case!(cases! {
     /// Every case, quick and basic ones first, the long streams and fault
     /// cases after.
-    seed_transcript,
-    many_clients,
-    every_byte_value,
-    large_stream,
-    slow_reader,
-    half_close,
-    empty_connection,
-    chunking_independence,
-    long_lines,
-    got_piece_sizes,
-    // Last: a server that dies on a reset (the seed does) fails every case
-    // after it, so `check` against it reports the earlier cases first.
-    reset_mid_stream,
-}
+});
