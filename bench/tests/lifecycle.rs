@@ -26,22 +26,25 @@ fn check(
     case(&*backend.build(poller), threads)
 }
 
-/// A module per variant, with one `#[test]` per case. The list must name
-/// every case in `lifecycle::CASES`; `every_case_is_expanded` checks it does.
+/// A module per variant, with one `#[test]` per case from the one list in
+/// echo-core ([`echo_core::for_each_lifecycle_case!`]), and a test that the
+/// expansion holds every case in `lifecycle::CASES`, in its order.
 macro_rules! cases {
     ($variant:ident, $backend:expr, $poller:expr, $threads:expr) => {
         mod $variant {
             use super::*;
-            cases!(@each $backend, $poller, $threads;
-                shutdown_with_no_clients_is_prompt,
-                shutdown_closes_idle_clients_and_refuses_new_ones,
-                drain_deadline_cuts_a_client_that_never_reads,
-                dropping_the_server_stops_it,
-                serves_clients_at_once,
-            );
+            echo_core::for_each_lifecycle_case!(cases! { @each $backend, $poller, $threads; });
+
+            #[test]
+            fn every_case_is_expanded() {
+                let names: Vec<_> = CASES.iter().map(|c| c.name).collect();
+                assert_eq!(names, EXPANDED, "the expansion and lifecycle::CASES differ");
+            }
         }
     };
     (@each $backend:expr, $poller:expr, $threads:expr; $($case:ident),* $(,)?) => {
+        /// The cases expanded here, in order.
+        const EXPANDED: &[&str] = &[$(stringify!($case)),*];
         $(
             #[test]
             fn $case() -> Result<(), Failure> {
@@ -52,16 +55,3 @@ macro_rules! cases {
 }
 
 every_backend!(cases);
-
-#[test]
-fn every_case_is_expanded() {
-    let expanded = [
-        "shutdown_with_no_clients_is_prompt",
-        "shutdown_closes_idle_clients_and_refuses_new_ones",
-        "drain_deadline_cuts_a_client_that_never_reads",
-        "dropping_the_server_stops_it",
-        "serves_clients_at_once",
-    ];
-    let names: Vec<_> = CASES.iter().map(|c| c.name).collect();
-    assert_eq!(names, expanded, "update the case list in cases!() to match lifecycle::CASES");
-}

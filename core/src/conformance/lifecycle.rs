@@ -85,15 +85,40 @@ pub struct Case {
     pub run: fn(&dyn Backend, usize) -> Result<(), Failure>,
 }
 
-cases! {
+/// The one list of the lifecycle cases, in the order [`CASES`] runs them:
+/// expands to `$callback! { $($args)* shutdown_with_no_clients_is_prompt,
+/// ... }`, each case the name of its function in this module.
+///
+/// [`CASES`] is made from it, and `bench/tests/lifecycle.rs` writes one
+/// `#[test]` per case per backend from it, so a new case is listed here and
+/// nowhere else. [`every_thread_exits`] is not in it: it needs the process
+/// to itself and the backend's thread names.
+///
+/// ```
+/// macro_rules! names {
+///     ($($case:ident),* $(,)?) => { [$(stringify!($case)),*] };
+/// }
+/// let names = echo_core::for_each_lifecycle_case!(names! {});
+/// let cases: Vec<_> = echo_core::conformance::lifecycle::CASES.iter().map(|c| c.name).collect();
+/// assert_eq!(names[..], cases[..]);
+/// ```
+#[macro_export]
+macro_rules! for_each_lifecycle_case {
+    ($callback:ident! { $($args:tt)* }) => {
+        $callback! { $($args)*
+            shutdown_with_no_clients_is_prompt,
+            shutdown_closes_idle_clients_and_refuses_new_ones,
+            drain_deadline_cuts_a_client_that_never_reads,
+            dropping_the_server_stops_it,
+            serves_clients_at_once,
+        }
+    };
+}
+
+for_each_lifecycle_case!(cases! {
     /// Every case but [`every_thread_exits`], which needs the process to
     /// itself and the backend's thread names.
-    shutdown_with_no_clients_is_prompt,
-    shutdown_closes_idle_clients_and_refuses_new_ones,
-    drain_deadline_cuts_a_client_that_never_reads,
-    dropping_the_server_stops_it,
-    serves_clients_at_once,
-}
+});
 
 /// With no client connected, `shutdown` with a long drain returns at once:
 /// there is nothing to wait for.
