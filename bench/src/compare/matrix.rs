@@ -5,15 +5,16 @@ use std::time::Duration;
 use echo_core::Mode;
 use serde::{Serialize, Serializer};
 
-use super::args::{CompareArgs, Contender};
+use super::args::{BackendChoice, CompareArgs, Contender, Entrant, ServerCommand};
 use crate::cli::ModeArg;
 
-/// One cell of the matrix: a backend and the load it is given. Every
-/// repeat of a cell is a run against a fresh server process.
+/// One cell of the matrix: a backend or `--server` command and the load it
+/// is given. Every repeat of a cell is a run against a fresh server process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Cell {
-    /// The backend (and, for select, its poller).
-    pub backend: Contender,
+    /// The backend (and, for select, its poller) or the `--server`
+    /// command's name; `backend` in results.json either way.
+    pub backend: Entrant,
     /// Connections held open.
     pub connections: usize,
     /// Bytes per message.
@@ -30,6 +31,8 @@ pub struct Cell {
 pub struct Settings {
     /// Backends, in the order of the table.
     pub backends: Vec<Contender>,
+    /// `--server` commands, in the table after the backends.
+    pub servers: Vec<ServerCommand>,
     /// Connection counts.
     pub connections: Vec<usize>,
     /// Message sizes, bytes.
@@ -75,7 +78,8 @@ impl Settings {
         }
         anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
         let mut settings = Settings {
-            backends: dedup(&args.backends),
+            backends: dedup(&backends(&args.backends)),
+            servers: args.servers.clone(),
             connections: dedup(&args.connections),
             sizes: dedup(&args.sizes),
             threads: dedup(&args.threads),
@@ -91,9 +95,19 @@ impl Settings {
             pinned,
             spin: args.spin,
         };
+        for (i, server) in settings.servers.iter().enumerate() {
+            anyhow::ensure!(
+                settings.servers[..i].iter().all(|s| s.name != server.name),
+                "--server {} is given twice",
+                server.name.as_str()
+            );
+        }
         anyhow::ensure!(
-            !settings.backends.is_empty()
-                && !settings.connections.is_empty()
+            !settings.backends.is_empty() || !settings.servers.is_empty(),
+            "nothing to compare: --backends none needs at least one --server"
+        );
+        anyhow::ensure!(
+            !settings.connections.is_empty()
                 && !settings.sizes.is_empty()
                 && !settings.threads.is_empty()
                 && !settings.pipeline.is_empty(),
@@ -103,19 +117,31 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Every backend and `--server` command, in the order of the table.
+    pub fn entrants(&self) -> Vec<Entrant> {
+        let backends = self.backends.iter().map(|&b| Entrant::Backend(b));
+        backends.chain(self.servers.iter().map(|s| Entrant::Server(s.name))).collect()
+    }
+
+    /// The `--server` command named `name`.
+    pub fn server(&self, name: super::args::ServerName) -> Option<&ServerCommand> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
     /// Every cell, in the order of the table: grouped by size, pipeline
-    /// and threads, then by connections, with the backends side by side.
+    /// and threads, then by connections, with the backends side by side
+    /// and the `--server` commands after them.
     ///
-    /// A backend without threads of its own runs once per group of
-    /// threads, in the first group, at 1 thread.
+    /// A backend without threads of its own, and a `--server` command,
+    /// runs once per group of threads, in the first group, at 1 thread.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = Vec::new();
         for &size in &self.sizes {
             for &pipeline in &self.pipeline {
                 for (i, &threads) in self.threads.iter().enumerate() {
                     for &connections in &self.connections {
-                        for &backend in &self.backends {
-                            let threads = match (backend.backend.has_threads(), i) {
+                        for backend in self.entrants() {
+                            let threads = match (backend.has_threads(), i) {
                                 (true, _) => threads,
                                 (false, 0) => 1,
                                 (false, _) => continue,
@@ -154,6 +180,17 @@ pub(crate) fn parse_for_tests(args: &[&str]) -> Settings {
         Some(crate::cli::Command::Compare(args)) => Settings::new(&args, false).unwrap(),
         other => panic!("parsed as {other:?}"),
     }
+}
+
+/// The backends of `--backends`, `none` left out.
+fn backends(choices: &[BackendChoice]) -> Vec<Contender> {
+    choices
+        .iter()
+        .filter_map(|c| match c {
+            BackendChoice::Backend(contender) => Some(*contender),
+            BackendChoice::None => None,
+        })
+        .collect()
 }
 
 fn dedup<T: PartialEq + Copy>(values: &[T]) -> Vec<T> {

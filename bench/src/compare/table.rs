@@ -226,13 +226,14 @@ fn short(v: f64) -> String {
 mod tests {
     use super::*;
     use crate::backends::BackendName;
-    use crate::compare::Contender;
+    use crate::compare::{Contender, Entrant};
     use backend_select::Poller;
     use std::time::Duration;
 
     fn settings() -> Settings {
         Settings {
             backends: Contender::all(),
+            servers: Vec::new(),
             connections: vec![1, 50],
             sizes: vec![64],
             threads: vec![1],
@@ -263,7 +264,7 @@ mod tests {
     ) -> CellSummary {
         let spread = |median, min, max| Some(Spread { median, min, max });
         CellSummary {
-            cell: Cell { backend, connections, size: 64, threads: 1, pipeline: 1 },
+            cell: Cell { backend: Entrant::Backend(backend), connections, size: 64, threads: 1, pipeline: 1 },
             runs,
             failed,
             disturbed,
