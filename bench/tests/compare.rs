@@ -216,7 +216,10 @@ fn a_server_command_is_a_contender_beside_the_backends() -> io::Result<()> {
     let exe = quoted_exe();
     let own = format!("self={exe} serve --addr 127.0.0.1:{{port}} --backend tokio");
     let shell = format!("shell=sh -c '{exe} serve --addr 127.0.0.1:$0 --backend mio; exit 0' {{port}}");
-    let (output, json) = compare_tiny(&dir, &["--backends", "mio", "--server", &own, "--server", &shell])?;
+    let (output, json) = compare_tiny(
+        &dir,
+        &["--backends", "mio", "--server", &own, "--server", &shell, "--baseline", "self"],
+    )?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "compare failed\nstdout:\n{stdout}\nstderr:\n{stderr}");

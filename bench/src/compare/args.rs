@@ -332,6 +332,12 @@ pub struct CompareArgs {
     #[arg(long)]
     pub spin: bool,
 
+    /// Add a column to the table: each row's median server CPU per round
+    /// trip as a multiple of this backend's or `--server`'s at the same
+    /// load (e.g. `--baseline bare-mio`).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+
     /// Also write results.json (every run, the medians, the environment)
     /// and SVG charts into this directory, creating it if needed.
     #[arg(short, long)]

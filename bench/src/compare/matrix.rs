@@ -66,6 +66,9 @@ pub struct Settings {
     pub pinned: bool,
     /// Whether the load generator busy-polled.
     pub spin: bool,
+    /// The backend or `--server` whose server CPU per round trip the
+    /// table's ratio column divides by, when asked for.
+    pub baseline: Option<String>,
 }
 
 impl Settings {
@@ -94,6 +97,7 @@ impl Settings {
             client_threads: args.client_threads.max(1),
             pinned,
             spin: args.spin,
+            baseline: args.baseline.clone(),
         };
         for (i, server) in settings.servers.iter().enumerate() {
             anyhow::ensure!(
@@ -106,6 +110,14 @@ impl Settings {
             !settings.backends.is_empty() || !settings.servers.is_empty(),
             "nothing to compare: --backends none needs at least one --server"
         );
+        if let Some(baseline) = &settings.baseline {
+            let names: Vec<&str> = settings.entrants().iter().map(|e| e.as_str()).collect();
+            anyhow::ensure!(
+                names.contains(&baseline.as_str()),
+                "--baseline {baseline} is not compared here (compared: {})",
+                names.join(", ")
+            );
+        }
         anyhow::ensure!(
             !settings.connections.is_empty()
                 && !settings.sizes.is_empty()
@@ -265,6 +277,26 @@ mod tests {
         let s = settings(&["--backends", "select,mio,mio", "--threads", "2,4", "--connections", "1"]);
         let cells: Vec<_> = s.cells().iter().map(|c| (c.backend.as_str(), c.threads)).collect();
         assert_eq!(cells, [("select", 1), ("mio", 2), ("mio", 4)]);
+    }
+
+    #[test]
+    fn servers_come_after_the_backends_once_per_cell_at_one_thread() {
+        let s = settings(&[
+            "--backends",
+            "none,mio",
+            "--server",
+            "bare=./bare --addr '127.0.0.1:{port}' --note 'a b'",
+            "--threads",
+            "1,2",
+            "--connections",
+            "1",
+        ]);
+        let cells: Vec<_> = s.cells().iter().map(|c| (c.backend.as_str(), c.threads)).collect();
+        assert_eq!(cells, [("mio", 1), ("bare", 1), ("mio", 2)]);
+        let server = &s.servers[0];
+        assert_eq!(server.argv(4242), ["./bare", "--addr", "127.0.0.1:4242", "--note", "a b"]);
+        let only = settings(&["--backends", "none", "--server", "x=x {port}"]);
+        assert!(only.backends.is_empty() && only.cells().iter().all(|c| c.backend.as_str() == "x"));
     }
 
     #[test]
