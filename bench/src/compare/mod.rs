@@ -9,6 +9,13 @@
 //! noise on the machine lands on every backend alike; a run that noise
 //! disturbed all the same is left out and made again (see [`noise`]).
 //!
+//! `--server NAME=COMMAND` adds any program as a contender: it takes its
+//! turn with the backends, started fresh on a free port for each run (see
+//! [`crate::child::CommandServer`]), and its CPU time and memory are those
+//! of its whole process tree. The bare servers of `bench/examples/` are
+//! meant for it: they show what a backend's own machinery costs against the
+//! shortest server on the same engine.
+//!
 //! The output is a Markdown table of medians with their min–max on stdout
 //! and, with `--out DIR`, `results.json` (every run's full report, the
 //! medians, the environment) and SVG charts. A failed run is reported on
@@ -17,6 +24,8 @@
 //!
 //! ```text
 //! echo-bench compare --backends select,select-poll,mio --connections 1,50 --pin --out results/
+//! echo-bench compare --backends mio --server bare-mio='target/release/examples/bare-mio --addr 127.0.0.1:{port}' \
+//!     --baseline bare-mio
 //! ```
 
 mod args;
