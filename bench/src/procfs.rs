@@ -83,19 +83,121 @@ pub struct ProcessCpu {
     threads: HashMap<u32, Duration>,
 }
 
-/// Reads process `pid`'s CPU time; see [`ProcessCpu`].
+/// Reads the CPU time of process `pid` and of every process descended
+/// from it (see [`tree`]); see [`ProcessCpu`]. A server that is one process,
+/// as `echo-bench serve` is, is read alone; a `compare --server` command
+/// that forks (a shell, a supervisor, workers) is read whole. The ticks
+/// add each process's reaped children (`cutime`, `cstime`), so a
+/// descendant that exits between two readings keeps its time as long as a
+/// process of the tree reaps it; its threads are gone then, so the
+/// difference of the two readings falls back to the ticks.
 pub fn process_cpu_reading(pid: u32) -> io::Result<ProcessCpu> {
-    let ticks = process_cpu(pid)?;
+    let mut ticks = CpuTime::default();
     let mut threads = HashMap::new();
-    // A thread may exit between listing and reading: it is just left out.
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|name| name.parse().ok()) else { continue };
-        let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-        if let Some(ns) = schedstat.split_whitespace().next().and_then(|field| field.parse().ok()) {
-            threads.insert(tid, Duration::from_nanos(ns));
+    for (i, member) in tree(pid)?.into_iter().enumerate() {
+        // A descendant may exit between listing and reading: it is just left
+        // out. The process asked about must be there.
+        let (own, reaped) = match process_and_children_cpu(member) {
+            Ok(times) => times,
+            Err(err) if i == 0 => return Err(err),
+            Err(_) => continue,
+        };
+        ticks = ticks.add(own).add(reaped);
+        // A thread may exit between listing and reading: it is just left out.
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{member}/task")) else { continue };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|name| name.parse().ok()) else { continue };
+            let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+            if let Some(ns) = schedstat.split_whitespace().next().and_then(|field| field.parse().ok()) {
+                threads.insert(tid, Duration::from_nanos(ns));
+            }
         }
     }
     Ok(ProcessCpu { ticks, threads })
+}
+
+/// The CPU time of process `pid`'s own threads and that of the children it
+/// has reaped (`utime`, `stime`, `cutime`, `cstime`), in clock ticks.
+fn process_and_children_cpu(pid: u32) -> io::Result<(CpuTime, CpuTime)> {
+    let fields = stat_fields(pid)?;
+    // utime, stime, cutime and cstime are fields 14 to 17 of the file, 11
+    // to 14 here.
+    let ticks = |i: usize| -> io::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))
+    };
+    let hz = sysconf(SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
+    let to_duration = |t: u64| Duration::from_nanos(t * 1_000_000_000 / hz);
+    let own = CpuTime { user: to_duration(ticks(11)?), system: to_duration(ticks(12)?) };
+    let reaped = CpuTime { user: to_duration(ticks(13)?), system: to_duration(ticks(14)?) };
+    Ok((own, reaped))
+}
+
+/// Process `pid` and every live process descended from it, `pid` first,
+/// parents before their children. Read from each thread's
+/// `/proc/PID/task/TID/children` where the kernel has it (the usual case),
+/// otherwise from the parent ids of every process in `/proc`. A process
+/// whose parent exited is re-parented out of the tree (to init or a
+/// subreaper) and is no longer found.
+pub fn tree(pid: u32) -> io::Result<Vec<u32>> {
+    let has_children_files = std::fs::metadata(format!("/proc/{pid}/task/{pid}/children")).is_ok();
+    let parents = if has_children_files { None } else { Some(parent_ids()?) };
+    let mut members = vec![pid];
+    let mut next = 0;
+    while let Some(&parent) = members.get(next) {
+        next += 1;
+        let children: Vec<u32> = match &parents {
+            Some(parents) => parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c).collect(),
+            None => {
+                let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else { continue };
+                tasks
+                    .flatten()
+                    .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+                    .flat_map(|list| {
+                        list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<_>>()
+                    })
+                    .collect()
+            }
+        };
+        for child in children {
+            if !members.contains(&child) {
+                members.push(child);
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// Every process in `/proc` with its parent's id.
+fn parent_ids() -> io::Result<Vec<(u32, u32)>> {
+    let mut pairs = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse().ok()) else { continue };
+        // The parent id is field 4 of the file, 1 here.
+        if let Some(ppid) = stat_fields(pid).ok().and_then(|f| f.get(1)?.parse().ok()) {
+            pairs.push((pid, ppid));
+        }
+    }
+    Ok(pairs)
+}
+
+/// A `kB` field of `/proc/PID/status` summed over process `pid` and its
+/// descendants (see [`tree`]). For `VmHWM` that is the sum of each live
+/// process's own peak: the tree's peak if they peaked together, more than
+/// it otherwise; a process that has exited is not counted.
+pub fn tree_status_kib(pid: u32, field: &str) -> io::Result<u64> {
+    let mut total = 0;
+    for (i, member) in tree(pid)?.into_iter().enumerate() {
+        match status_kib(member, field) {
+            Ok(kib) => total += kib,
+            Err(err) if i == 0 => return Err(err),
+            // Exited since it was listed.
+            Err(_) => {}
+        }
+    }
+    Ok(total)
 }
 
 impl ProcessCpu {
@@ -177,6 +279,39 @@ mod tests {
         assert!(thread_cpu().unwrap().total() > Duration::ZERO);
         assert!(status_kib(pid, "VmHWM").unwrap() > 0);
         assert!(fd_count(pid).unwrap() >= 3);
+    }
+
+    #[test]
+    fn a_tree_holds_the_children_and_their_time() {
+        // A shell that burns CPU in a child it waits for: the child's time is
+        // the tree's, while it runs and once the shell has reaped it.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'; sleep 5"])
+            .spawn()
+            .unwrap();
+        let pid = shell.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tree(pid).unwrap().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "no child appeared");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let members = tree(pid).unwrap();
+        assert_eq!(members[0], pid);
+        assert!(tree_status_kib(pid, "VmHWM").unwrap() > status_kib(pid, "VmHWM").unwrap());
+        let own = process_cpu(pid).unwrap().total();
+        let whole = process_cpu_reading(pid).unwrap();
+        assert!(whole.threads.len() >= 2, "{whole:?}");
+        // Once the busy child is done and reaped, the shell starts `sleep`:
+        // the child's time stays in the tree, in the shell's `cutime`.
+        let comm = |p: &u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        while !tree(pid).unwrap().iter().any(|p| comm(p).trim() == "sleep") {
+            assert!(std::time::Instant::now() < deadline, "the busy child did not finish");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let after = process_cpu_reading(pid).unwrap();
+        assert!(after.ticks.total() > own, "{after:?} against the shell's own {own:?}");
+        let _ = shell.kill();
+        let _ = shell.wait();
     }
 
     fn reading(user_ms: u64, system_ms: u64, threads: &[(u32, u64)]) -> ProcessCpu {

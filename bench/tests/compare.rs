@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A directory under the system's temp dir that no other test run uses,
 /// removed when dropped.
@@ -167,5 +167,161 @@ fn a_failed_run_is_reported_left_out_and_fails_the_command() -> io::Result<()> {
     assert!(json["failures"][0]["error"].as_str().is_some_and(|e| e.contains("connection")), "{json}");
     assert_eq!(json["medians"][0]["failed"], 2);
     assert_eq!(json["medians"][0]["runs"], 0);
+    Ok(())
+}
+
+/// `'PATH'`, the echo-bench binary quoted for a `--server` command.
+fn quoted_exe() -> String {
+    format!("'{}'", env!("CARGO_BIN_EXE_echo-bench"))
+}
+
+/// Runs `echo-bench compare ARGS... --out DIR` on a tiny matrix (one
+/// connection, one run per cell, no reruns) and returns its output and
+/// results.json.
+fn compare_tiny(dir: &TempDir, args: &[&str]) -> io::Result<(std::process::Output, serde_json::Value)> {
+    let output = Command::new(env!("CARGO_BIN_EXE_echo-bench"))
+        .arg("compare")
+        .args(args)
+        .args(["--connections", "1", "--repeat", "1", "--reruns", "0"])
+        .args(["--duration", "200ms", "--warmup", "100ms", "--out"])
+        .arg(&dir.0)
+        .output()?;
+    let json = std::fs::read_to_string(dir.0.join("results.json")).map_err(|e| {
+        invalid(format!("no results.json ({e}): {}", String::from_utf8_lossy(&output.stderr)))
+    })?;
+    let json = serde_json::from_str(&json).map_err(|e| invalid(e.to_string()))?;
+    Ok((output, json))
+}
+
+/// The processes whose command line contains `text`, this one's aside.
+fn processes_with(text: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok_and(|p| p != std::process::id()))
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(text))
+        .collect()
+}
+
+#[test]
+fn a_server_command_is_a_contender_beside_the_backends() -> io::Result<()> {
+    let dir = TempDir::new("compare-server");
+    // `self` is a process of its own; `shell` keeps dash as a parent that
+    // spends next to no CPU, so its figures are right only if the whole
+    // process tree is read.
+    let exe = quoted_exe();
+    let own = format!("self={exe} serve --addr 127.0.0.1:{{port}} --backend tokio");
+    let shell = format!("shell=sh -c '{exe} serve --addr 127.0.0.1:$0 --backend mio; exit 0' {{port}}");
+    let (output, json) = compare_tiny(
+        &dir,
+        &["--backends", "mio", "--server", &own, "--server", &shell, "--baseline", "self"],
+    )?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "compare failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    for name in ["mio", "self", "shell"] {
+        let row = format!("| {name} | 1 | ");
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&row) && !l.contains("failed")),
+            "no row {row}\n{stdout}"
+        );
+    }
+
+    let medians = json["medians"].as_array().ok_or_else(|| invalid("no medians".into()))?;
+    let names: Vec<_> = medians.iter().map(|m| m["backend"].as_str().unwrap_or_default()).collect();
+    assert_eq!(names, ["mio", "self", "shell"], "the servers come after the backends");
+    for median in medians {
+        let cpu = median["server_cpu_us_per_round_trip"]["median"].as_f64().unwrap_or_default();
+        let rss = median["server_peak_rss_kib"]["median"].as_f64().unwrap_or_default();
+        // A server spends microseconds per round trip and megabytes; a shell
+        // waiting for it, next to nothing of the one.
+        assert!(cpu > 1.0 && rss > 1024.0, "{}: cpu {cpu} µs/rt, rss {rss} KiB", median["backend"]);
+    }
+    let run =
+        |name: &str| json["runs"].as_array().and_then(|r| r.iter().find(|r| r["backend"] == name)).cloned();
+    let (own_run, shell_run) = (run("self").unwrap_or_default(), run("shell").unwrap_or_default());
+    // The shell's tree holds a whole echo-bench and dash beside it.
+    let rss = |run: &serde_json::Value| run["report"]["server"]["peak_rss_kib"].as_u64().unwrap_or_default();
+    assert!(rss(&shell_run) > rss(&own_run) / 2, "shell {} KiB, self {} KiB", rss(&shell_run), rss(&own_run));
+    assert_eq!(json["settings"]["servers"][1]["name"], "shell");
+    assert!(json["settings"]["servers"][0]["command"].as_str().is_some_and(|c| c.contains("{port}")));
+
+    // Stopped with their whole process group: nothing still serves the
+    // ports the runs used.
+    // (A process killed last may take a moment to be gone.)
+    for run in [own_run, shell_run] {
+        let addr = run["report"]["addr"].as_str().unwrap_or("?").to_owned();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_with(&addr).is_empty() {
+            assert!(Instant::now() < deadline, "left running: {:?}", processes_with(&addr));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    for chart in ["round_trips.svg", "server_cpu.svg"] {
+        let svg = std::fs::read_to_string(dir.0.join(chart))?;
+        assert!(texts(&svg).any(|t| t == "shell"), "{chart} does not name shell");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_broken_server_command_fails_its_cell_and_the_command() -> io::Result<()> {
+    let dir = TempDir::new("compare-server-fail");
+    let raw = format!("raw={} serve --addr 127.0.0.1:{{port}} --mode raw", quoted_exe());
+    let gone = "gone=sh -c 'echo no such server >&2; exit 3' {port}";
+    let (output, json) = compare_tiny(&dir, &["--backends", "none", "--server", &raw, "--server", gone])?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "compare succeeded:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("2 of 2 runs FAILED"), "{stderr}");
+    assert!(stderr.contains("raw, 1 conns, 64 B, 1 thread, pipeline 1, run 1: wrong reply"), "{stderr}");
+    assert!(
+        stderr.contains("\"sh\" exited before it listened on 127.0.0.1:")
+            && stderr.contains("(exit status: 3); its stderr ended: no such server"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("| raw† | 1 | failed |") && stdout.contains("| gone† | 1 | failed |"),
+        "{stdout}"
+    );
+    let failed: Vec<_> =
+        json["failures"].as_array().into_iter().flatten().map(|f| f["backend"].clone()).collect();
+    assert_eq!(failed, ["raw", "gone"]);
+    assert_eq!(json["runs"].as_array().map(Vec::len), Some(0));
+    Ok(())
+}
+
+#[test]
+fn bad_server_values_are_refused_with_one_line() -> io::Result<()> {
+    for (value, reason) in [
+        ("nothing", "expected NAME=COMMAND"),
+        ("x=serve --addr 127.0.0.1:25000", "the command must contain {port}"),
+        ("mio=serve {port}", "the name \"mio\" is a backend's"),
+        ("select-poll=serve {port}", "the name \"select-poll\" is a backend's"),
+        ("a b=serve {port}", "must be letters, digits"),
+        ("x=serve '{port}", "cannot split the command"),
+    ] {
+        let output =
+            Command::new(env!("CARGO_BIN_EXE_echo-bench")).args(["compare", "--server", value]).output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{value}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: invalid value") && first.contains(reason), "{value}: {stderr}");
+    }
+    for (args, reason) in [
+        (&["--backends", "none"][..], "nothing to compare: --backends none needs at least one --server"),
+        (&["--server", "a=x {port}", "--server", "a=y {port}"][..], "--server a is given twice"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_echo-bench")).arg("compare").args(args).output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.trim() == format!("echo-bench: {reason}"),
+            "{args:?}: {stderr}"
+        );
+    }
     Ok(())
 }

@@ -5,15 +5,16 @@ use std::time::Duration;
 use echo_core::Mode;
 use serde::{Serialize, Serializer};
 
-use super::args::{CompareArgs, Contender};
+use super::args::{BackendChoice, CompareArgs, Contender, Entrant, ServerCommand};
 use crate::cli::ModeArg;
 
-/// One cell of the matrix: a backend and the load it is given. Every
-/// repeat of a cell is a run against a fresh server process.
+/// One cell of the matrix: a backend or `--server` command and the load it
+/// is given. Every repeat of a cell is a run against a fresh server process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Cell {
-    /// The backend (and, for select, its poller).
-    pub backend: Contender,
+    /// The backend (and, for select, its poller) or the `--server`
+    /// command's name; `backend` in results.json either way.
+    pub backend: Entrant,
     /// Connections held open.
     pub connections: usize,
     /// Bytes per message.
@@ -30,6 +31,8 @@ pub struct Cell {
 pub struct Settings {
     /// Backends, in the order of the table.
     pub backends: Vec<Contender>,
+    /// `--server` commands, in the table after the backends.
+    pub servers: Vec<ServerCommand>,
     /// Connection counts.
     pub connections: Vec<usize>,
     /// Message sizes, bytes.
@@ -63,6 +66,9 @@ pub struct Settings {
     pub pinned: bool,
     /// Whether the load generator busy-polled.
     pub spin: bool,
+    /// The backend or `--server` whose server CPU per round trip the
+    /// table's ratio column divides by, when asked for.
+    pub baseline: Option<String>,
 }
 
 impl Settings {
@@ -75,7 +81,8 @@ impl Settings {
         }
         anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
         let mut settings = Settings {
-            backends: dedup(&args.backends),
+            backends: dedup(&backends(&args.backends)),
+            servers: args.servers.clone(),
             connections: dedup(&args.connections),
             sizes: dedup(&args.sizes),
             threads: dedup(&args.threads),
@@ -90,10 +97,29 @@ impl Settings {
             client_threads: args.client_threads.max(1),
             pinned,
             spin: args.spin,
+            baseline: args.baseline.clone(),
         };
+        for (i, server) in settings.servers.iter().enumerate() {
+            anyhow::ensure!(
+                settings.servers[..i].iter().all(|s| s.name != server.name),
+                "--server {} is given twice",
+                server.name.as_str()
+            );
+        }
         anyhow::ensure!(
-            !settings.backends.is_empty()
-                && !settings.connections.is_empty()
+            !settings.backends.is_empty() || !settings.servers.is_empty(),
+            "nothing to compare: --backends none needs at least one --server"
+        );
+        if let Some(baseline) = &settings.baseline {
+            let names: Vec<&str> = settings.entrants().iter().map(|e| e.as_str()).collect();
+            anyhow::ensure!(
+                names.contains(&baseline.as_str()),
+                "--baseline {baseline} is not compared here (compared: {})",
+                names.join(", ")
+            );
+        }
+        anyhow::ensure!(
+            !settings.connections.is_empty()
                 && !settings.sizes.is_empty()
                 && !settings.threads.is_empty()
                 && !settings.pipeline.is_empty(),
@@ -103,19 +129,31 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Every backend and `--server` command, in the order of the table.
+    pub fn entrants(&self) -> Vec<Entrant> {
+        let backends = self.backends.iter().map(|&b| Entrant::Backend(b));
+        backends.chain(self.servers.iter().map(|s| Entrant::Server(s.name))).collect()
+    }
+
+    /// The `--server` command named `name`.
+    pub fn server(&self, name: super::args::ServerName) -> Option<&ServerCommand> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
     /// Every cell, in the order of the table: grouped by size, pipeline
-    /// and threads, then by connections, with the backends side by side.
+    /// and threads, then by connections, with the backends side by side
+    /// and the `--server` commands after them.
     ///
-    /// A backend without threads of its own runs once per group of
-    /// threads, in the first group, at 1 thread.
+    /// A backend without threads of its own, and a `--server` command,
+    /// runs once per group of threads, in the first group, at 1 thread.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = Vec::new();
         for &size in &self.sizes {
             for &pipeline in &self.pipeline {
                 for (i, &threads) in self.threads.iter().enumerate() {
                     for &connections in &self.connections {
-                        for &backend in &self.backends {
-                            let threads = match (backend.backend.has_threads(), i) {
+                        for backend in self.entrants() {
+                            let threads = match (backend.has_threads(), i) {
                                 (true, _) => threads,
                                 (false, 0) => 1,
                                 (false, _) => continue,
@@ -154,6 +192,17 @@ pub(crate) fn parse_for_tests(args: &[&str]) -> Settings {
         Some(crate::cli::Command::Compare(args)) => Settings::new(&args, false).unwrap(),
         other => panic!("parsed as {other:?}"),
     }
+}
+
+/// The backends of `--backends`, `none` left out.
+fn backends(choices: &[BackendChoice]) -> Vec<Contender> {
+    choices
+        .iter()
+        .filter_map(|c| match c {
+            BackendChoice::Backend(contender) => Some(*contender),
+            BackendChoice::None => None,
+        })
+        .collect()
 }
 
 fn dedup<T: PartialEq + Copy>(values: &[T]) -> Vec<T> {
@@ -228,6 +277,26 @@ mod tests {
         let s = settings(&["--backends", "select,mio,mio", "--threads", "2,4", "--connections", "1"]);
         let cells: Vec<_> = s.cells().iter().map(|c| (c.backend.as_str(), c.threads)).collect();
         assert_eq!(cells, [("select", 1), ("mio", 2), ("mio", 4)]);
+    }
+
+    #[test]
+    fn servers_come_after_the_backends_once_per_cell_at_one_thread() {
+        let s = settings(&[
+            "--backends",
+            "none,mio",
+            "--server",
+            "bare=./bare --addr '127.0.0.1:{port}' --note 'a b'",
+            "--threads",
+            "1,2",
+            "--connections",
+            "1",
+        ]);
+        let cells: Vec<_> = s.cells().iter().map(|c| (c.backend.as_str(), c.threads)).collect();
+        assert_eq!(cells, [("mio", 1), ("bare", 1), ("mio", 2)]);
+        let server = &s.servers[0];
+        assert_eq!(server.argv(4242), ["./bare", "--addr", "127.0.0.1:4242", "--note", "a b"]);
+        let only = settings(&["--backends", "none", "--server", "x=x {port}"]);
+        assert!(only.backends.is_empty() && only.cells().iter().all(|c| c.backend.as_str() == "x"));
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! noise on the machine lands on every backend alike; a run that noise
 //! disturbed all the same is left out and made again (see [`noise`]).
 //!
+//! `--server NAME=COMMAND` adds any program as a contender: it takes its
+//! turn with the backends, started fresh on a free port for each run (see
+//! [`crate::child::CommandServer`]), and its CPU time and memory are those
+//! of its whole process tree. The bare servers of `bench/examples/` are
+//! meant for it: they show what a backend's own machinery costs against the
+//! shortest server on the same engine.
+//!
 //! The output is a Markdown table of medians with their min–max on stdout
 //! and, with `--out DIR`, `results.json` (every run's full report, the
 //! medians, the environment) and SVG charts. A failed run is reported on
@@ -17,6 +24,8 @@
 //!
 //! ```text
 //! echo-bench compare --backends select,select-poll,mio --connections 1,50 --pin --out results/
+//! echo-bench compare --backends mio --server bare-mio='target/release/examples/bare-mio --addr 127.0.0.1:{port}' \
+//!     --baseline bare-mio
 //! ```
 
 mod args;
@@ -35,10 +44,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use args::{CompareArgs, Contender};
+pub use args::{BackendChoice, CompareArgs, Contender, Entrant, ServerCommand, ServerName};
 pub use matrix::{Cell, Settings};
 
-use crate::child::ServerProcess;
+use crate::child::{CommandServer, ServerProcess};
 use crate::cli::{PollerArg, ServerArgs};
 use crate::load::{self, LoadConfig, LoadError, Observed, Report};
 use env::Environment;
@@ -59,6 +68,9 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let exe = std::env::current_exe().context("cannot find the echo-bench executable")?;
+    if !settings.servers.is_empty() {
+        crate::child::stop_commands_on_signal().context("cannot handle signals")?;
+    }
     let env = Environment::capture();
 
     let order = settings.runs();
@@ -167,13 +179,24 @@ fn run_and_record(
 /// Connection errors and a server that exits badly fail the run too: its
 /// figures would not be the backend's.
 pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<Report> {
+    match cell.backend {
+        Entrant::Backend(contender) => run_backend(exe, settings, cell, contender),
+        Entrant::Server(name) => {
+            let server = settings.server(name).with_context(|| format!("no --server named {name:?}"))?;
+            run_command(settings, cell, server)
+        }
+    }
+}
+
+/// A run of a backend, as an `echo-bench serve` child.
+fn run_backend(exe: &Path, settings: &Settings, cell: &Cell, contender: Contender) -> anyhow::Result<Report> {
     let server_args = ServerArgs {
-        backend: cell.backend.backend,
+        backend: contender.backend,
         mode: settings.mode,
         read_size: echo_core::protocol::DEFAULT_READ_SIZE,
         max_line: echo_core::protocol::DEFAULT_MAX_LINE,
         threads: cell.threads,
-        poller: match cell.backend.poller {
+        poller: match contender.poller {
             backend_select::Poller::Select => PollerArg::Select,
             backend_select::Poller::Poll => PollerArg::Poll,
         },
@@ -186,8 +209,46 @@ pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<R
         serve_args.extend(["--cpu".to_owned(), "1".to_owned()]);
     }
     let server = ServerProcess::start(exe, &serve_args).context("the server did not start")?;
-    let config = LoadConfig {
-        addr: server.addr(),
+    let outcome = load::run(&load_config(settings, cell, server.addr()), Some(&server as &dyn Observed));
+    let stopped = server.stop(Duration::from_secs(10));
+    let report = verified(outcome)?;
+    let status = stopped.context("stopping the server")?;
+    anyhow::ensure!(status.success(), "the server exited badly after the run: {status}");
+    Ok(report)
+}
+
+/// A run of a `--server` command, on a free port, measured as a process
+/// tree: its CPU time is that of the command and every process descended
+/// from it (see [`crate::procfs::process_cpu_reading`]), its peak memory
+/// the sum of theirs (see [`crate::procfs::tree_status_kib`]).
+fn run_command(settings: &Settings, cell: &Cell, command: &ServerCommand) -> anyhow::Result<Report> {
+    let port = crate::child::free_port().context("cannot find a free loopback port")?;
+    let cpu = settings.pinned.then_some(1);
+    let server = CommandServer::start(&command.argv(port), port, cpu, COMMAND_READY)
+        .context("the server did not start")?;
+    let outcome = load::run(&load_config(settings, cell, server.addr()), Some(&server as &dyn Observed));
+    // Read before the stop: the processes' peaks go with them.
+    let tree_peak = crate::procfs::tree_status_kib(server.pid(), "VmHWM").ok();
+    let stopped = server.stop(COMMAND_STOP);
+    let mut report = verified(outcome)?;
+    stopped?;
+    if let Some(figures) = &mut report.server {
+        figures.peak_rss_kib = tree_peak;
+    }
+    Ok(report)
+}
+
+/// How long a `--server` command may take to listen.
+const COMMAND_READY: Duration = Duration::from_secs(10);
+
+/// How long a `--server` command may take to exit after SIGTERM before its
+/// process group is killed.
+const COMMAND_STOP: Duration = Duration::from_secs(5);
+
+/// The load of one run of `cell` against the server at `addr`.
+fn load_config(settings: &Settings, cell: &Cell, addr: std::net::SocketAddr) -> LoadConfig {
+    LoadConfig {
+        addr,
         mode: settings.mode.into(),
         connections: cell.connections,
         size: cell.size,
@@ -200,9 +261,12 @@ pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<R
         spin: settings.spin,
         progress: false,
         sample_every: None,
-    };
-    let outcome = load::run(&config, Some(&server as &dyn Observed));
-    let stopped = server.stop(Duration::from_secs(10));
+    }
+}
+
+/// The report of a load that verified every reply and met no connection
+/// error; anything else fails the run.
+fn verified(outcome: Result<Report, LoadError>) -> anyhow::Result<Report> {
     let report = match outcome {
         Ok(report) => report,
         Err(LoadError::Mismatch { connection, mismatch }) => {
@@ -220,8 +284,6 @@ pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<R
         e.broken_pipe,
         e.other
     );
-    let status = stopped.context("stopping the server")?;
-    anyhow::ensure!(status.success(), "the server exited badly after the run: {status}");
     Ok(report)
 }
 

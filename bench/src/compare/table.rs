@@ -28,7 +28,7 @@ pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
     if varies(|c| c.pipeline) {
         params.push(("pipeline", |c| c.pipeline));
     }
-    let figures = [
+    let mut figures = vec![
         "round trips/s",
         "p50 latency (µs)",
         "p99 latency (µs)",
@@ -36,9 +36,13 @@ pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
         "client CPU (µs/round trip)",
         "server peak RSS (MiB)",
     ];
+    let ratio_header = settings.baseline.as_ref().map(|b| format!("server CPU × {b}"));
+    if let Some(header) = &ratio_header {
+        figures.push(header);
+    }
 
     let header: Vec<&str> =
-        ["backend"].into_iter().chain(params.iter().map(|p| p.0)).chain(figures).collect();
+        ["backend"].into_iter().chain(params.iter().map(|p| p.0)).chain(figures.iter().copied()).collect();
     let _ = writeln!(out, "| {} |", header.join(" | "));
     let align: Vec<&str> =
         header.iter().enumerate().map(|(i, _)| if i == 0 { "---" } else { "---:" }).collect();
@@ -70,6 +74,9 @@ pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
                 (mib, one_decimal),
             ] {
                 row.push(cell(spread, format));
+            }
+            if let Some(baseline) = &settings.baseline {
+                row.push(ratio(s, baseline, summaries));
             }
         }
         let _ = writeln!(out, "| {} |", row.join(" | "));
@@ -122,6 +129,16 @@ fn preamble(settings: &Settings, summaries: &[CellSummary]) -> String {
         settings.repeat,
         if settings.repeat == 1 { "" } else { "s" },
     );
+    if !settings.servers.is_empty() {
+        let names: Vec<&str> = settings.servers.iter().map(|s| s.name.as_str()).collect();
+        let _ = write!(
+            text,
+            " {} {} a `--server` command run as written (its threads, mode and limits are its own); its \
+             CPU is that of its whole process tree, its peak RSS the sum of its processes' peaks.",
+            names.join(", "),
+            if names.len() == 1 { "is" } else { "are each" },
+        );
+    }
     let disturbed: usize = summaries.iter().map(|s| s.disturbed).sum();
     if disturbed > 0 {
         let _ = write!(
@@ -186,6 +203,22 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
     notes
 }
 
+/// `s`'s median server CPU per round trip over that of `baseline` at the
+/// same load, as `1.14×`; `–` where either is missing.
+fn ratio(s: &CellSummary, baseline: &str, summaries: &[CellSummary]) -> String {
+    let same_load = |b: &&CellSummary| {
+        let (x, y) = (&b.cell, &s.cell);
+        b.cell.backend.as_str() == baseline
+            && (x.connections, x.size, x.pipeline) == (y.connections, y.size, y.pipeline)
+            && (x.threads == y.threads || !x.backend.has_threads())
+    };
+    let base = summaries.iter().find(same_load).and_then(|b| b.server_cpu_us_per_round_trip);
+    match (s.server_cpu_us_per_round_trip, base) {
+        (Some(own), Some(base)) if base.median > 0.0 => format!("{:.2}×", own.median / base.median),
+        _ => "–".to_owned(),
+    }
+}
+
 /// "1 connection", "50 connections".
 fn connections(count: usize) -> String {
     if count == 1 { "1 connection".to_owned() } else { format!("{count} connections") }
@@ -226,13 +259,14 @@ fn short(v: f64) -> String {
 mod tests {
     use super::*;
     use crate::backends::BackendName;
-    use crate::compare::Contender;
+    use crate::compare::{Contender, Entrant};
     use backend_select::Poller;
     use std::time::Duration;
 
     fn settings() -> Settings {
         Settings {
             backends: Contender::all(),
+            servers: Vec::new(),
             connections: vec![1, 50],
             sizes: vec![64],
             threads: vec![1],
@@ -247,6 +281,7 @@ mod tests {
             client_threads: 1,
             pinned: true,
             spin: false,
+            baseline: None,
         }
     }
 
@@ -263,7 +298,7 @@ mod tests {
     ) -> CellSummary {
         let spread = |median, min, max| Some(Spread { median, min, max });
         CellSummary {
-            cell: Cell { backend, connections, size: 64, threads: 1, pipeline: 1 },
+            cell: Cell { backend: Entrant::Backend(backend), connections, size: 64, threads: 1, pipeline: 1 },
             runs,
             failed,
             disturbed,
@@ -323,6 +358,20 @@ mod tests {
         assert!(first.contains("client on CPU 0, the client busy-polling (`--spin`"), "{first}");
         let sleeping = render(&settings(), &[summary(mio, 1, 3, 0)]);
         assert!(!sleeping.contains("busy-polling"), "{sleeping}");
+    }
+
+    #[test]
+    fn a_baseline_adds_a_ratio_of_server_cpu_at_the_same_load() {
+        let mio = Contender { backend: BackendName::Mio, poller: Poller::Select };
+        let tokio = Contender { backend: BackendName::Tokio, poller: Poller::Select };
+        let mut slower = summary(tokio, 50, 3, 0);
+        slower.server_cpu_us_per_round_trip = Some(Spread { median: 14.814, min: 14.0, max: 15.0 });
+        let rows = [summary(mio, 50, 3, 0), slower, summary(tokio, 1, 3, 0)];
+        let table = render(&Settings { baseline: Some("mio".into()), ..settings() }, &rows);
+        assert!(table.contains("| server peak RSS (MiB) | server CPU × mio |"), "{table}");
+        assert!(table.contains("| 2.0 (2.0–3.0) | 1.00× |"), "{table}");
+        assert!(table.contains("| 2.0 (2.0–3.0) | 1.20× |"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("| tokio | 1 |") && l.ends_with("| – |")), "{table}");
     }
 
     #[test]
