@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use backend_select::Poller;
-use clap::builder::TypedValueParser;
+use clap::builder::{PossibleValue, RangedU64ValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use echo_core::{Backend, Mode, ServerConfig};
 
-use crate::backends::BackendName;
+use crate::backends::{BackendName, Poller};
 use crate::compare::CompareArgs;
+use crate::spec::ServerSpec;
 
 /// The seed's address, loopback only: exposing the server on every interface
 /// takes an explicit `--addr 0.0.0.0:25000`.
@@ -79,6 +79,31 @@ impl From<ModeArg> for Mode {
     }
 }
 
+impl ValueEnum for BackendName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &BackendName::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()).help(self.describe().engine))
+    }
+}
+
+/// The parser of every option that takes a count of at least one
+/// (connections, bytes, repeats...), into any unsigned type it fits.
+pub fn positive<T>() -> RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: std::error::Error + Send + Sync + 'static,
+{
+    RangedU64ValueParser::new().range(1..)
+}
+
+/// The parser of a thread count: [`positive`], at most 65,535.
+pub fn threads() -> RangedU64ValueParser<usize> {
+    positive().range(1..=u64::from(u16::MAX))
+}
+
 /// backend-select's readiness call.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum PollerArg {
@@ -110,15 +135,15 @@ pub struct ServerArgs {
     pub mode: ModeArg,
 
     /// Largest piece answered at once in `got` mode (the seed's recv(1000)).
-    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_READ_SIZE, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_READ_SIZE, value_parser = positive::<usize>())]
     pub read_size: usize,
 
     /// Longest line answered whole in `line` mode.
-    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_MAX_LINE, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_MAX_LINE, value_parser = positive::<usize>())]
     pub max_line: usize,
 
     /// Threads the backend may use (see `echo-bench list` for each one's meaning).
-    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 1, value_parser = threads())]
     pub threads: usize,
 
     /// backend-select's readiness call.
@@ -127,7 +152,7 @@ pub struct ServerArgs {
 
     /// Connections served at once; past it new ones are closed and counted
     /// [default: the descriptor limit less a reserve].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, value_parser = positive::<usize>())]
     pub max_connections: Option<usize>,
 
     /// Close connections that sent nothing for this long (e.g. 30s) [default: never].
@@ -136,49 +161,34 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The configuration these options describe.
-    pub fn config(&self) -> ServerConfig {
-        let defaults = ServerConfig::default();
-        ServerConfig {
+    /// The server these options describe.
+    pub fn spec(&self) -> ServerSpec {
+        ServerSpec {
+            backend: self.backend,
+            poller: self.poller.into(),
             mode: self.mode.into(),
             read_size: self.read_size,
             max_line: self.max_line,
             threads: self.threads,
-            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
-            ..defaults
         }
+    }
+
+    /// The configuration these options describe.
+    pub fn config(&self) -> ServerConfig {
+        self.spec().config()
     }
 
     /// The backend these options name.
     pub fn build(&self) -> Box<dyn Backend> {
-        self.backend.build(self.poller.into())
+        self.spec().build()
     }
 
     /// The same options as `echo-bench serve` arguments, to start this
     /// server as a child process.
     pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "--backend".to_owned(),
-            self.backend.as_str().to_owned(),
-            "--mode".to_owned(),
-            Mode::from(self.mode).to_string(),
-            "--read-size".to_owned(),
-            self.read_size.to_string(),
-            "--max-line".to_owned(),
-            self.max_line.to_string(),
-            "--threads".to_owned(),
-            self.threads.to_string(),
-            "--poller".to_owned(),
-            Poller::from(self.poller).to_string(),
-        ];
-        if let Some(max) = self.max_connections {
-            args.extend(["--max-connections".to_owned(), max.to_string()]);
-        }
-        if let Some(idle) = self.idle_timeout {
-            args.extend(["--idle-timeout".to_owned(), humantime::format_duration(idle).to_string()]);
-        }
-        args
+        self.spec().serve_args()
     }
 }
 

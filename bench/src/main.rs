@@ -12,10 +12,11 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         None => serve::run(&cli.serve).map(|()| true),
         Some(Command::Serve(args)) => serve::run(args).map(|()| true),
-        Some(Command::Check(args)) => check::run(args),
+        Some(Command::Check(args)) => check::run(args.addr, &args.server.spec(), args.case.as_deref()),
         Some(Command::Load(args)) => load::command::run(args),
         Some(Command::Soak(args)) => soak::run(args),
-        Some(Command::Compare(args)) => compare::run(args),
+        Some(Command::Compare(args)) => compare::Settings::new(args, load::pinning(args.pin, args.spin))
+            .and_then(|settings| compare::run(&settings, args.out.as_deref())),
         Some(Command::List) => {
             list::run();
             Ok(true)

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::ServerChild;
+use echo_bench::backends::BackendName;
 use echo_bench::procfs::stat_fields;
 
 fn echo_bench(args: &[&str]) -> io::Result<Output> {
@@ -24,7 +25,7 @@ fn unknown_backend_lists_the_known_ones() -> io::Result<()> {
     let out = echo_bench(&["--backend", "nope"])?;
     assert!(!out.status.success());
     let err = stderr(&out);
-    for name in ["threads", "select", "mio", "tokio", "async-std", "smol", "uring"] {
+    for name in BackendName::ALL.map(BackendName::as_str) {
         assert!(err.contains(name), "{name} missing from: {err}");
     }
     Ok(())
@@ -56,7 +57,7 @@ fn list_names_every_backend_once() -> io::Result<()> {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let names: Vec<_> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(names, ["threads", "select", "mio", "tokio", "async-std", "smol", "uring"]);
+    assert_eq!(names, BackendName::ALL.map(BackendName::as_str));
     assert!(text.contains("discontinued"), "async-std's line says it is discontinued");
     Ok(())
 }

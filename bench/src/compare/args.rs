@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use backend_select::Poller;
 use clap::Args;
-use clap::builder::{PossibleValue, TypedValueParser};
+use clap::builder::PossibleValue;
 
 use crate::backends::BackendName;
-use crate::cli::ModeArg;
+use crate::cli::{ModeArg, positive, threads};
 
 /// One row of the comparison: a backend, and for `select` the readiness call
 /// it blocks in. `select` with poll(2) is its own row, `select-poll`, because
@@ -266,23 +266,23 @@ pub struct CompareArgs {
 
     /// Connections held open during a run, comma-separated.
     #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1, 50, 500],
-          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+          value_parser = positive::<usize>())]
     pub connections: Vec<usize>,
 
     /// Bytes per message, comma-separated.
     #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [64],
-          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+          value_parser = positive::<usize>())]
     pub sizes: Vec<usize>,
 
     /// Server threads, comma-separated. Backends that have one thread
     /// whatever `--threads` says (select) run once per cell, at 1.
     #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1],
-          value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+          value_parser = threads())]
     pub threads: Vec<usize>,
 
     /// Messages in flight per connection, comma-separated.
     #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1],
-          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+          value_parser = positive::<usize>())]
     pub pipeline: Vec<usize>,
 
     /// Time measured per run, after the warm-up.
@@ -294,7 +294,7 @@ pub struct CompareArgs {
     pub warmup: Duration,
 
     /// Runs per cell; the table shows their median and min–max.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = 5, value_parser = positive::<usize>())]
     pub repeat: usize,
 
     /// A run whose server and client together spent more than this many
@@ -320,7 +320,7 @@ pub struct CompareArgs {
     pub rate: Option<f64>,
 
     /// Threads of the load generator.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = 1, value_parser = threads())]
     pub client_threads: usize,
 
     /// Put each server on CPU 1 and the load generator on CPU 0.

@@ -6,7 +6,6 @@ use echo_core::Mode;
 use serde::{Serialize, Serializer};
 
 use super::args::{BackendChoice, CompareArgs, Contender, Entrant, ServerCommand};
-use crate::cli::ModeArg;
 
 /// One cell of the matrix: a backend or `--server` command and the load it
 /// is given. Every repeat of a cell is a run against a fresh server process.
@@ -56,7 +55,7 @@ pub struct Settings {
     pub reruns: usize,
     /// The servers' reply mode.
     #[serde(serialize_with = "mode_name")]
-    pub mode: ModeArg,
+    pub mode: Mode,
     /// Open-loop rate per run, or `None` for closed loop.
     pub rate: Option<f64>,
     /// Load-generator threads.
@@ -92,7 +91,7 @@ impl Settings {
             repeat: args.repeat,
             tolerance: args.tolerance / 100.0,
             reruns: 0,
-            mode: args.mode,
+            mode: args.mode.into(),
             rate: args.rate,
             client_threads: args.client_threads.max(1),
             pinned,
@@ -219,8 +218,8 @@ fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
-fn mode_name<S: Serializer>(mode: &ModeArg, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&Mode::from(*mode))
+fn mode_name<S: Serializer>(mode: &Mode, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(mode)
 }
 
 #[cfg(test)]

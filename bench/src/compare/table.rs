@@ -276,7 +276,7 @@ mod tests {
             repeat: 3,
             tolerance: 0.05,
             reruns: 6,
-            mode: crate::cli::ModeArg::Got,
+            mode: echo_core::Mode::Got,
             rate: None,
             client_threads: 1,
             pinned: true,
