@@ -58,7 +58,7 @@ fn list_names_every_backend_once() -> io::Result<()> {
     let text = String::from_utf8_lossy(&out.stdout);
     let names: Vec<_> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
     assert_eq!(names, BackendName::ALL.map(BackendName::as_str));
-    assert!(text.contains("discontinued"), "async-std's line says it is discontinued");
+    assert!(text.contains("discontinued"), "the discontinued engine's line says so");
     Ok(())
 }
 
@@ -122,7 +122,7 @@ fn check_starts_a_backend_itself() -> io::Result<()> {
 
 #[test]
 fn a_second_signal_exits_at_once() -> io::Result<()> {
-    let mut server = ServerChild::start(&["--backend", "tokio", "--drain", "30s"])?;
+    let mut server = ServerChild::start(&["--backend", "mio", "--drain", "30s"])?;
     // A client that never reads, written to until the server stopped
     // reading it, keeps the drain busy for its whole 30 s.
     let silent = [TcpStream::connect(server.addr)?];

@@ -3,7 +3,7 @@
 //! runs one backend's part.
 //!
 //! Test names read `backend::variant::mode::case`, e.g.
-//! `select::poll::line::large_stream` or `tokio::threads2::raw::half_close`.
+//! `select::poll::line::large_stream` or `mio::threads2::raw::half_close`.
 
 use std::time::Duration;
 

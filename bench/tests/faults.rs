@@ -100,8 +100,8 @@ fn silent_readers(server_args: &[&str]) -> io::Result<()> {
     );
     // Per client: the output buffer (the 64 KiB watermark plus one read's
     // reply, in a Vec that may have doubled to 256 KiB), plus, for the
-    // completion-based uring backend, its own 64 KiB read buffer and 64 KiB
-    // send copy, and allocator slack: 512 KiB. A server that kept reading
+    // completion-based backend, its own 64 KiB read buffer and 64 KiB send
+    // copy, and allocator slack: 512 KiB. A server that kept reading
     // would hold everything it was sent: 8 MiB per client, 16 times more.
     assert!(growth_kib < (CLIENTS as u64) * 512, "server RSS grew {growth_kib} KiB");
     assert!(sent.iter().all(|&s| s < LIMIT), "some client was never stopped: {sent:?}");

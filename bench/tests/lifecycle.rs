@@ -3,7 +3,7 @@
 //! both and `cargo test --test lifecycle mio::` runs one backend's part.
 //!
 //! Test names read `backend::variant::case`, e.g.
-//! `tokio::threads2::drain_deadline_cuts_a_client_that_never_reads`. The
+//! `mio::threads2::drain_deadline_cuts_a_client_that_never_reads`. The
 //! thread-exit case is not here: it counts every thread of the process, so
 //! it has a test binary of its own, `threads_exit.rs`.
 

@@ -169,7 +169,7 @@ impl ServerCommand {
 fn server_command(text: &str) -> Result<ServerCommand, String> {
     let (name, command) = text
         .split_once('=')
-        .ok_or("expected NAME=COMMAND, e.g. bare-tokio='bare-tokio --addr 127.0.0.1:{port}'")?;
+        .ok_or("expected NAME=COMMAND, e.g. bare-mio='bare-mio --addr 127.0.0.1:{port}'")?;
     let name = name.trim();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(format!("the name {name:?} must be letters, digits, '-', '_' or '.'"));
