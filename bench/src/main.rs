@@ -15,7 +15,8 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check::run(args.addr, &args.server.spec(), args.case.as_deref()),
         Some(Command::Load(args)) => load::command::run(args),
         Some(Command::Soak(args)) => soak::run(args),
-        Some(Command::Compare(args)) => compare::Settings::new(args, load::pinning(args.pin, args.spin))
+        Some(Command::Compare(args)) => args
+            .settings(load::pinning(args.pin, args.spin))
             .and_then(|settings| compare::run(&settings, args.out.as_deref())),
         Some(Command::List) => {
             list::run();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use echo_core::Mode;
 use serde::{Serialize, Serializer};
 
-use super::args::{BackendChoice, CompareArgs, Contender, Entrant, ServerCommand};
+use super::contender::{Contender, Entrant, ServerCommand, ServerName};
 
 /// One cell of the matrix: a backend or `--server` command and the load it
 /// is given. Every repeat of a cell is a run against a fresh server process.
@@ -24,7 +24,7 @@ pub struct Cell {
     pub pipeline: usize,
 }
 
-/// The checked, de-duplicated form of [`CompareArgs`]: what every run of
+/// What every run of
 /// one comparison shares. Written to results.json as `settings`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
@@ -71,32 +71,23 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Checks `args`; `pinned` is whether pinning is both asked for and
-    /// possible here.
-    pub fn new(args: &CompareArgs, pinned: bool) -> anyhow::Result<Settings> {
-        anyhow::ensure!(!args.duration.is_zero(), "--duration must be more than zero");
-        if let Some(rate) = args.rate {
+    /// Checks these settings as the command line gave them, drops
+    /// repeated values from the lists, and sets `reruns` to `reruns` or,
+    /// without it, a third of the planned runs.
+    pub fn checked(self, reruns: Option<usize>) -> anyhow::Result<Settings> {
+        anyhow::ensure!(!self.duration.is_zero(), "--duration must be more than zero");
+        if let Some(rate) = self.rate {
             anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
         }
-        anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
+        anyhow::ensure!(self.repeat > 0, "--repeat must be at least 1");
         let mut settings = Settings {
-            backends: dedup(&backends(&args.backends)),
-            servers: args.servers.clone(),
-            connections: dedup(&args.connections),
-            sizes: dedup(&args.sizes),
-            threads: dedup(&args.threads),
-            pipeline: dedup(&args.pipeline),
-            duration: args.duration,
-            warmup: args.warmup,
-            repeat: args.repeat,
-            tolerance: args.tolerance / 100.0,
-            reruns: 0,
-            mode: args.mode.into(),
-            rate: args.rate,
-            client_threads: args.client_threads.max(1),
-            pinned,
-            spin: args.spin,
-            baseline: args.baseline.clone(),
+            backends: dedup(&self.backends),
+            connections: dedup(&self.connections),
+            sizes: dedup(&self.sizes),
+            threads: dedup(&self.threads),
+            pipeline: dedup(&self.pipeline),
+            client_threads: self.client_threads.max(1),
+            ..self
         };
         for (i, server) in settings.servers.iter().enumerate() {
             anyhow::ensure!(
@@ -124,7 +115,7 @@ impl Settings {
                 && !settings.pipeline.is_empty(),
             "every list option needs at least one value"
         );
-        settings.reruns = args.reruns.unwrap_or_else(|| settings.runs().len().div_ceil(3));
+        settings.reruns = reruns.unwrap_or_else(|| settings.runs().len().div_ceil(3));
         Ok(settings)
     }
 
@@ -135,7 +126,7 @@ impl Settings {
     }
 
     /// The `--server` command named `name`.
-    pub fn server(&self, name: super::args::ServerName) -> Option<&ServerCommand> {
+    pub fn server(&self, name: ServerName) -> Option<&ServerCommand> {
         self.servers.iter().find(|s| s.name == name)
     }
 
@@ -182,28 +173,6 @@ impl Settings {
     }
 }
 
-/// The settings `echo-bench compare ARGS...` would run with, for tests.
-#[cfg(test)]
-pub(crate) fn parse_for_tests(args: &[&str]) -> Settings {
-    use clap::Parser;
-    let cli = crate::cli::Cli::parse_from(["echo-bench", "compare"].iter().chain(args));
-    match cli.command {
-        Some(crate::cli::Command::Compare(args)) => Settings::new(&args, false).unwrap(),
-        other => panic!("parsed as {other:?}"),
-    }
-}
-
-/// The backends of `--backends`, `none` left out.
-fn backends(choices: &[BackendChoice]) -> Vec<Contender> {
-    choices
-        .iter()
-        .filter_map(|c| match c {
-            BackendChoice::Backend(contender) => Some(*contender),
-            BackendChoice::None => None,
-        })
-        .collect()
-}
-
 fn dedup<T: PartialEq + Copy>(values: &[T]) -> Vec<T> {
     let mut out: Vec<T> = Vec::with_capacity(values.len());
     for &v in values {
@@ -226,9 +195,9 @@ fn mode_name<S: Serializer>(mode: &Mode, s: S) -> Result<S::Ok, S::Error> {
 mod tests {
     use clap::Parser;
 
-    use super::parse_for_tests as settings;
     use crate::backends::BackendName;
     use crate::cli::Cli;
+    use crate::compare::args::parse_for_tests as settings;
 
     #[test]
     fn defaults_cover_every_backend_and_select_poll() {

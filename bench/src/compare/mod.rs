@@ -30,6 +30,7 @@
 
 mod args;
 pub mod charts;
+mod contender;
 pub mod env;
 pub mod matrix;
 pub mod noise;
@@ -44,7 +45,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use args::{BackendChoice, CompareArgs, Contender, Entrant, ServerCommand, ServerName};
+pub use args::{BackendChoice, CompareArgs};
+pub use contender::{Contender, Entrant, ServerCommand, ServerName};
 pub use matrix::{Cell, Settings};
 
 use crate::child::{CommandServer, ServerProcess};

@@ -73,7 +73,7 @@ pub fn cells_to_rerun(settings: &Settings, runs: &[Run], failures: &[Failure]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::matrix::parse_for_tests as settings;
+    use crate::compare::args::parse_for_tests as settings;
     use crate::load::{Errors, Latency, ServerFigures};
     use crate::procfs::CpuTime;
 
