@@ -114,7 +114,7 @@ fn preamble(settings: &Settings, summaries: &[CellSummary]) -> String {
     } else {
         ""
     };
-    let mut text = format!("Mode {}, {load}", echo_core::Mode::from(settings.mode));
+    let mut text = format!("Mode {}, {load}", settings.mode);
     for f in fixed {
         let _ = write!(text, ", {f}");
     }
