@@ -156,6 +156,8 @@ fn run_case(name: &str, mode: Mode) -> io::Result<()> {
     let out = echo_bench(&args)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Seen with --nocapture: why each broken server was rejected.
+    eprintln!("{name} in {mode}: {}", stderr.trim_end().replace('\n', " | "));
     if case.behaviour == Behaviour::Reference {
         assert!(out.status.success(), "{name} in {mode} must pass: {stdout}{stderr}");
         assert!(stdout.contains("verified"), "{stdout}");
@@ -220,7 +222,11 @@ impl TestServer {
         thread::spawn(move || {
             for (index, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { return };
-                if let Ok(clone) = stream.try_clone() {
+                // Only the swapping server keeps a second handle: any other
+                // would hold the socket open after its handler closed it.
+                if params.behaviour == Behaviour::SwapsConnections
+                    && let Ok(clone) = stream.try_clone()
+                {
                     accepted.0.lock().unwrap().push(clone);
                     accepted.1.notify_all();
                 }

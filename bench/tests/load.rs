@@ -166,20 +166,42 @@ fn an_open_loop_run_shows_a_server_stall_in_its_percentiles() -> io::Result<()> 
 }
 
 #[test]
-fn messages_left_unanswered_at_the_end_show_in_the_latency() -> io::Result<()> {
-    // Answers 300 messages, then nothing for longer than the run.
+fn messages_still_unanswered_after_the_grace_fail_the_run() -> io::Result<()> {
+    // Answers 300 messages, then nothing for longer than the run and its
+    // grace.
     let addr = echo_server(|echoed, chunk| {
         if (echoed..echoed + chunk.len()).contains(&(300 * 64)) {
             thread::sleep(Duration::from_secs(5));
         }
+    })?
+    .to_string();
+    let args = "--mode raw --connections 1 --rate 1000 --duration 1s --warmup 0s --grace 300ms";
+    let out = echo_bench(&[&["load", "--addr", &addr][..], &args.split(' ').collect::<Vec<_>>()].concat())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // How many were owed, and how many came in the grace: none here.
+    assert!(stderr.contains("FAILED") && stderr.contains("1 messages still unanswered"), "{stderr}");
+    assert!(stderr.contains("0 replies completed in the grace"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no figures for a void run");
+    Ok(())
+}
+
+#[test]
+fn a_reply_that_comes_in_the_grace_counts_its_true_latency_but_not_as_a_round_trip() -> io::Result<()> {
+    // Answers the first message at once and the second 1.5 s later: after
+    // the 1 s window, inside the grace.
+    let addr = echo_server(|echoed, _| {
+        if echoed == 64 {
+            thread::sleep(Duration::from_millis(1500));
+        }
     })?;
-    let report = load_json(addr, "load --mode raw --connections 1 --rate 1000 --duration 1s --warmup 0s")?;
-    // About 700 messages came due after the server stopped; each counts
-    // with its age at the end, so most of the percentiles see the stop.
-    let unanswered = report["unanswered"].as_u64().unwrap();
-    assert!(unanswered > 500, "{report}");
-    let p90 = report["latency_us"]["p90"].as_f64().unwrap();
-    assert!(p90 > 100_000.0, "the stop is hidden: {report}");
+    let report =
+        load_json(addr, "load --mode raw --connections 1 --size 64 --duration 1s --warmup 0s --grace 10s")?;
+    assert_eq!(report["round_trips"], 1, "{report}");
+    assert_eq!(report["grace"]["answered_in_grace"], 1, "{report}");
+    assert_eq!(report["grace"]["grace_s"], 10.0, "{report}");
+    let max = report["latency_us"]["max"].as_f64().unwrap();
+    assert!(max >= 1_500_000.0, "the latency of a reply of the grace is its true latency: {report}");
     Ok(())
 }
 
@@ -196,10 +218,12 @@ fn a_server_that_never_answers_fails_the_run() -> io::Result<()> {
         "300ms",
         "--warmup",
         "0s",
+        "--grace",
+        "300ms",
     ])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("no round trip completed") && stderr.contains("not answering"), "{stderr}");
+    assert!(stderr.contains("FAILED") && stderr.contains("2 messages still unanswered on 2"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("round trips"), "no figures for a void run");
     Ok(())
 }
