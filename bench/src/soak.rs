@@ -17,7 +17,8 @@ use crate::procfs;
 /// Runs a soak; returns whether it was clean: no mismatch, no connection
 /// error, and every server descriptor given back once the clients left.
 pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
-    let checks = Checks { grace: args.grace, read_size: args.server.read_size, max_line: args.server.max_line };
+    let checks =
+        Checks { grace: args.grace, read_size: args.server.read_size, max_line: args.server.max_line };
     let config = |addr| LoadConfig {
         addr,
         mode: args.server.mode.into(),

@@ -84,10 +84,9 @@ fn case_of(name: &str) -> Case {
             max_line: 1000,
             ..case(Reference, &[Mode::Line], "--connections 2 --size 2500 --pipeline 2 --max-line 1000")
         },
-        "reference_small_reads" => Case {
-            read_size: 7,
-            ..case(Reference, &[Mode::Got], "--connections 2 --size 100 --read-size 7")
-        },
+        "reference_small_reads" => {
+            Case { read_size: 7, ..case(Reference, &[Mode::Got], "--connections 2 --size 100 --read-size 7") }
+        }
         "stops_answering" => case(StopsAnswering, ALL, "--connections 2 --size 1000"),
         "shuts_write_after_first" => case(ShutsWriteAfterFirst, ALL, "--connections 1 --size 64"),
         "closes_early" => case(ClosesEarly, ALL, "--connections 2 --size 1000"),
@@ -241,7 +240,12 @@ impl TestServer {
 /// Where connection `index` writes its replies: its own socket, or for
 /// [`Behaviour::SwapsConnections`] its partner's (0 with 1), once the
 /// partner has been accepted.
-fn reply_socket(stream: &TcpStream, index: usize, params: Params, accepted: &Accepted) -> io::Result<TcpStream> {
+fn reply_socket(
+    stream: &TcpStream,
+    index: usize,
+    params: Params,
+    accepted: &Accepted,
+) -> io::Result<TcpStream> {
     if params.behaviour != Behaviour::SwapsConnections || index > 1 {
         return stream.try_clone();
     }

@@ -242,6 +242,30 @@ fn options_no_schedule_or_core_can_honour_are_refused() -> io::Result<()> {
     Ok(())
 }
 
+#[test]
+fn options_are_refused_before_a_server_is_started() -> io::Result<()> {
+    // The backend is one that would take time to start and a port to bind:
+    // refused first, nothing starts, and the error names the option.
+    for (args, why) in [
+        ("--size 67108865", "--size 67108865 is more than"),
+        ("--pipeline 65521", "--pipeline 65521 must be below 65521"),
+        ("--grace 0s", "--grace must be more than zero"),
+        ("--rate 1e10", "no schedule can keep"),
+    ] {
+        let mut argv = vec!["load", "--backend", "mio", "--duration", "100ms"];
+        argv.extend(args.split(' '));
+        let out = echo_bench(&argv)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(why), "{args}: {stderr}");
+        assert!(!stderr.contains("listening"), "{args}: a server was started: {stderr}");
+    }
+    let soak = echo_bench(&["soak", "--backend", "mio", "--pipeline", "70000", "--duration", "100ms"])?;
+    let stderr = String::from_utf8_lossy(&soak.stderr);
+    assert!(!soak.status.success() && stderr.contains("--pipeline 70000 must be below"), "{stderr}");
+    assert!(soak.stdout.is_empty(), "the soak started: {}", String::from_utf8_lossy(&soak.stdout));
+    Ok(())
+}
+
 /// An echo server that waits 20 ms before each reply.
 fn slow_server() -> io::Result<std::net::SocketAddr> {
     echo_server(|_, _| thread::sleep(Duration::from_millis(20)))

@@ -169,14 +169,19 @@ impl Conn {
     fn ended(&self, how: &io::Error) -> Mismatch {
         let owed = self.queued * self.pattern.size() - self.checker.verified();
         let what = match how.kind() {
-            io::ErrorKind::UnexpectedEof => "the end of the stream: the server closed or half-closed the connection".to_owned(),
+            io::ErrorKind::UnexpectedEof => {
+                "the end of the stream: the server closed or half-closed the connection".to_owned()
+            }
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
                 "a reset: the server dropped the connection".to_owned()
             }
             _ => format!("an error: {how}"),
         };
         self.checker.failure(
-            format!("the connection to stay open ({} messages, {owed} request bytes unanswered)", self.in_flight.len()),
+            format!(
+                "the connection to stay open ({} messages, {owed} request bytes unanswered)",
+                self.in_flight.len()
+            ),
             what,
         )
     }
@@ -200,6 +205,9 @@ struct Thread<'a> {
     schedule: Option<Schedule>,
     result: ThreadResult,
     measuring: bool,
+    /// Whether bytes written count: from the start of the measured window
+    /// to its end (the grace only finishes writes already begun).
+    counting_out: bool,
     cpu_start: CpuTime,
     buf: Vec<u8>,
     /// Round trips not yet added to `shared.progress`: once per wake-up is
@@ -232,6 +240,7 @@ pub(crate) fn run(
         schedule,
         result: ThreadResult::new(latency_histogram(config, checks)?),
         measuring: false,
+        counting_out: false,
         cpu_start: CpuTime::default(),
         buf: vec![0u8; 64 * 1024],
         progressed: 0,
@@ -333,6 +342,7 @@ impl Thread<'_> {
             }
             if !self.measuring && now >= self.shared.measure_from {
                 self.measuring = true;
+                self.counting_out = true;
                 self.cpu_start = procfs::thread_cpu()?;
             }
             // Whether this pass sent on schedule before polling: work, not idle.
@@ -380,6 +390,7 @@ impl Thread<'_> {
     /// a lower bound, so a server that stalls the pipeline to the end shows
     /// in the percentiles.
     fn end_window(&mut self) -> io::Result<()> {
+        self.counting_out = false;
         if !self.measuring {
             return Ok(());
         }
@@ -447,25 +458,27 @@ impl Thread<'_> {
                 self.result.idle += woke - idle_from;
             }
         }
-        let events: Vec<(usize, bool, bool)> = self
-            .events
-            .iter()
-            .filter(|e| e.token() != TIMER)
-            .map(|e: &Event| (e.token().0, readable(e), e.is_read_closed() || e.is_error()))
-            .collect();
-        // Nothing to read on the timer: arming it again resets its
-        // expiration count, and its next expiry is a new edge.
-        for (slot, readable, closed) in events {
-            if self.conns.get(slot).is_none_or(|c| !c.alive) {
+        // The events are taken out for the loop, which needs all of `self`,
+        // and put back: an empty Events holds no allocation.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            // Nothing to read on the timer: arming it again resets its
+            // expiration count, and its next expiry is a new edge.
+            let slot = event.token().0;
+            if event.token() == TIMER || self.conns.get(slot).is_none_or(|c| !c.alive) {
                 continue;
             }
-            if readable {
-                self.read(slot, woke, closed, phase)?;
+            if readable(event) {
+                // A closed read side or an error: the end of the stream (or
+                // the error) waits behind the data, and must be read.
+                let to_eof = event.is_read_closed() || event.is_error();
+                self.read(slot, woke, to_eof, phase)?;
             }
             if self.conns[slot].alive {
                 self.send(slot);
             }
         }
+        self.events = events;
         Ok(())
     }
 
@@ -507,7 +520,7 @@ impl Thread<'_> {
     /// write fails the run.
     fn send(&mut self, slot: usize) {
         match self.conns[slot].flush() {
-            Ok(n) if self.measuring && Instant::now() < self.shared.end => self.result.bytes_out += n as u64,
+            Ok(n) if self.counting_out => self.result.bytes_out += n as u64,
             Ok(_) => {}
             Err(e) => {
                 let failure = self.conns[slot].ended(&e);
@@ -521,7 +534,13 @@ impl Thread<'_> {
     /// Reads and checks every reply byte available, completing round trips;
     /// returns how many it completed. `to_eof`: the event said the server
     /// closed its side, so read on past a short read to see the end.
-    fn read_replies(&mut self, slot: usize, now: Instant, to_eof: bool, phase: Phase) -> Result<u64, ReadFailure> {
+    fn read_replies(
+        &mut self,
+        slot: usize,
+        now: Instant,
+        to_eof: bool,
+        phase: Phase,
+    ) -> Result<u64, ReadFailure> {
         let mut done = 0;
         let conns = self.conns.len();
         loop {
@@ -594,7 +613,12 @@ impl Thread<'_> {
         self.result.connections = self
             .conns
             .into_iter()
-            .map(|c| Closing { id: c.id, sent: c.queued * c.pattern.size(), stream: c.stream, checker: c.checker })
+            .map(|c| Closing {
+                id: c.id,
+                sent: c.queued * c.pattern.size(),
+                stream: c.stream,
+                checker: c.checker,
+            })
             .collect();
         self.result
     }

@@ -76,7 +76,8 @@ pub(super) fn check(mut conns: Vec<&mut Closing>, within: Duration) -> Result<()
             Found::Error(e) => Some(format!("an error: {e}")),
         };
         if let Some(got) = ended {
-            let mismatch = conn.checker.failure("the connection open until the client closed it".to_owned(), got);
+            let mismatch =
+                conn.checker.failure("the connection open until the client closed it".to_owned(), got);
             return Err(LoadError::Mismatch { connection: conn.id, mismatch });
         }
         // An error here is a connection already gone, which the read

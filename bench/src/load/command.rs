@@ -17,7 +17,8 @@ use crate::cli::LoadArgs;
 /// presented, not even with `--json`.
 pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     let pin = super::pinning(args.pin, args.spin);
-    let checks = Checks { grace: args.grace, read_size: args.server.read_size, max_line: args.server.max_line };
+    let checks =
+        Checks { grace: args.grace, read_size: args.server.read_size, max_line: args.server.max_line };
     // Checked before a server is started: a bad option costs nothing.
     super::validate(&config(args, args.addr.unwrap_or(([127, 0, 0, 1], 0).into()), pin), &checks)?;
     let server = match args.addr {

@@ -277,7 +277,8 @@ fn verdict(results: &mut [client::ThreadResult], checks: &Checks) -> Result<(), 
         );
         return Err(LoadError::Mismatch { connection: first.id, mismatch });
     }
-    let connections: Vec<&mut client::Closing> = results.iter_mut().flat_map(|r| &mut r.connections).collect();
+    let connections: Vec<&mut client::Closing> =
+        results.iter_mut().flat_map(|r| &mut r.connections).collect();
     closing::check(connections, checks.grace)
 }
 

@@ -312,7 +312,9 @@ impl Checker {
                             format!(" (a got-mode piece holds at most --read-size {read_size} bytes)")
                         }
                         Framing::Line { max_line } => {
-                            format!(" (line mode answers each line, or each --max-line {max_line} bytes of a longer one)")
+                            format!(
+                                " (line mode answers each line, or each --max-line {max_line} bytes of a longer one)"
+                            )
                         }
                         _ => String::new(),
                     };
@@ -534,7 +536,8 @@ mod tests {
                 let dropped = [&messages[0][..], &messages[2], &messages[3]].concat();
                 let duplicated = [&messages[0][..], &messages[0], &messages[1], &messages[2]].concat();
                 let swapped = [&messages[1][..], &messages[0], &messages[2], &messages[3]].concat();
-                for (what, input) in [("dropped", dropped), ("duplicated", duplicated), ("swapped", swapped)] {
+                for (what, input) in [("dropped", dropped), ("duplicated", duplicated), ("swapped", swapped)]
+                {
                     assert!(caught(p, mode, &reply(&input)), "{mode}, size {size}: a {what} message passed");
                 }
             }

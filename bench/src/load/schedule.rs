@@ -102,7 +102,8 @@ impl Schedule {
     /// expirations, so each expiry is a new edge for mio.
     pub(super) fn arm(&self) -> io::Result<()> {
         let Some(timer) = &self.timer else { return Ok(()) };
-        let wait = self.due(self.next).saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
+        let wait =
+            self.due(self.next).saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
         timer
             .set(Expiration::OneShot(TimeSpec::from_duration(wait)), TimerSetTimeFlags::empty())
             .map_err(io::Error::from)
