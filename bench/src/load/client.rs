@@ -635,3 +635,37 @@ enum ReadFailure {
     Mismatch(Mismatch),
     Histogram(io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_histogram_holds_the_longest_latency_a_run_can_see() {
+        let config = LoadConfig {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            mode: echo_core::Mode::Got,
+            connections: 1,
+            size: 64,
+            // A soak's default length: more than the old fixed 60 s bound.
+            duration: Duration::from_secs(600),
+            warmup: Duration::from_secs(2),
+            pipeline: 1,
+            rate: None,
+            client_threads: 1,
+            client_cpu: None,
+            spin: false,
+            progress: false,
+            sample_every: None,
+        };
+        let checks = Checks { grace: Duration::from_secs(2), ..Checks::default() };
+        let mut result = ThreadResult::new(latency_histogram(&config, &checks).unwrap());
+        let longest = config.warmup + config.duration + checks.grace;
+        result.record(longest).unwrap();
+        assert_eq!(result.latency_ns.max(), result.latency_ns.highest_equivalent(longest.as_nanos() as u64));
+        assert!(
+            result.record(Duration::from_secs(100_000)).is_err(),
+            "out of range is an error, never clipped"
+        );
+    }
+}

@@ -305,7 +305,10 @@ impl fmt::Display for Report {
             }
             None => writeln!(f, "  server CPU      not measured (the server is not a child of this run)")?,
         }
-        writeln!(f, "  verified        every reply byte, 0 mismatches")?;
+        writeln!(
+            f,
+            "  verified        every reply byte in its framing, every message answered, every connection held open"
+        )?;
         if self.client_saturated {
             writeln!(
                 f,
