@@ -26,8 +26,11 @@
 //!   shift that lines up again inside a message): the next message's first
 //!   byte meets the expected `T(k, size - m * P)`, a difference of
 //!   `m * P + g ≡ g`, non-zero;
-//! - another connection's bytes: `base' - base`, non-zero while the
-//!   connections are fewer than `P`.
+//! - another connection's bytes at the same message number:
+//!   `base' - base`, non-zero while the connections are fewer than `P`
+//!   (each starts at `seed * SPREAD mod P`, a bijection of the seeds below
+//!   `P`); at another message number the shift is non-zero but for one
+//!   pairing of numbers in `P`.
 //!
 //! A non-zero shift of the table is caught at its first differing byte;
 //! with pseudo-random letters a shifted run of `n` bytes matches by chance
@@ -50,6 +53,9 @@ use echo_core::protocol::PREFIX;
 /// another point of the stream (or delivered to the wrong connection) lines
 /// up with the expected bytes only by a rare coincidence.
 pub const PERIOD: usize = 65_521;
+
+/// Spreads the connections' starting points over the table.
+const SPREAD: u64 = 0x2545_F491_4F6C_DD1D;
 
 /// The longest slice of the table taken at once.
 const WINDOW: usize = 4 * 1024;
@@ -92,9 +98,11 @@ impl Pattern {
     /// The stream of connection `seed`, which sends `size`-byte messages in
     /// `mode`.
     pub fn new(seed: u64, size: usize, mode: Mode) -> Self {
-        let base = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) % PERIOD as u64;
-        let size = size.max(1) as u64;
         let p = PERIOD as u64;
+        // Multiplying by a number that P does not divide, mod P, is a
+        // bijection: the first P connections all start at different places.
+        let base = (seed % p) * (SPREAD % p) % p;
+        let size = size.max(1) as u64;
         let gap = if (size + 1) % p == 0 { 2 } else { 1 };
         Pattern { base, size, stride: (size + gap) % p, line: mode == Mode::Line }
     }
@@ -487,6 +495,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn connections_start_at_distinct_places() {
+        let mut bases: Vec<u64> =
+            (0..PERIOD as u64).map(|seed| Pattern::new(seed, 64, Mode::Raw).base).collect();
+        bases.sort_unstable();
+        bases.dedup();
+        assert_eq!(bases.len(), PERIOD);
     }
 
     #[test]
