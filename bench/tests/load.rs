@@ -56,6 +56,10 @@ fn a_closed_loop_run_reports_every_figure() -> io::Result<()> {
     assert!(report["client_cpu_us_per_round_trip"].as_f64().unwrap() > 0.0);
     let slowest = report["slowest_connection"].as_u64().unwrap();
     assert!(slowest > 0 && slowest <= report["fastest_connection"].as_u64().unwrap());
+    // The grace collects what was in flight when the window closed, at
+    // most one message per connection here, and sends nothing new.
+    let in_grace = report["grace"]["answered_in_grace"].as_u64().unwrap();
+    assert!(in_grace <= 8, "{report}");
     Ok(())
 }
 

@@ -582,7 +582,9 @@ impl Thread<'_> {
                     self.result.record(latency).map_err(ReadFailure::Histogram)?;
                 }
             }
-            if done > before && phase == Phase::Run {
+            // Nothing new once the window has closed, even from the pass that
+            // first sees it closed: the grace only collects what is owed.
+            if done > before && phase == Phase::Run && in_window {
                 conn.fill(now, self.schedule.as_ref(), conns);
             }
             // A short read means the socket is drained; another read would
