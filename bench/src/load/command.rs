@@ -48,11 +48,9 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     match outcome {
         Ok((report, grace)) => {
             if args.json {
-                let json = serde_json::json!({ "grace": grace });
+                // The report's fields, and the grace's under "grace".
                 let mut value = serde_json::to_value(&report)?;
-                if let (Some(object), Some(extra)) = (value.as_object_mut(), json.as_object()) {
-                    object.extend(extra.clone());
-                }
+                value["grace"] = serde_json::to_value(&grace)?;
                 println!("{value}");
             } else {
                 print!("{report}{grace}");
