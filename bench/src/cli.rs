@@ -283,11 +283,17 @@ pub struct LoadArgs {
     #[arg(long)]
     pub spin: bool,
 
+    /// After the run, how long to wait for the replies still owed (sending
+    /// nothing new); one still missing then fails the run.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
 
-    /// The server to start (without --addr) and the mode to expect.
+    /// The server to start (without --addr) and the mode, read size and
+    /// line length to expect (with --addr, state the server's).
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -322,6 +328,11 @@ pub struct SoakArgs {
     /// Open loop at this many round trips per second in total.
     #[arg(short, long)]
     pub rate: Option<f64>,
+
+    /// After the soak, how long to wait for the replies still owed; one
+    /// still missing then fails the soak.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
 
     /// The server to start, as a child process.
     #[command(flatten)]

@@ -11,12 +11,31 @@ use backend_select::Poller;
 use crate::backends::BackendName;
 use crate::child::ServerProcess;
 use crate::cli::SoakArgs;
-use crate::load::{self, LoadConfig, LoadError, Observed};
+use crate::load::{self, Checks, LoadConfig, LoadError, Observed};
 use crate::procfs;
 
 /// Runs a soak; returns whether it was clean: no mismatch, no connection
 /// error, and every server descriptor given back once the clients left.
 pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
+    let checks =
+        Checks { grace: args.grace, read_size: args.server.read_size, max_line: args.server.max_line };
+    let config = |addr| LoadConfig {
+        addr,
+        mode: args.server.mode.into(),
+        connections: args.connections,
+        size: args.size,
+        duration: args.duration,
+        warmup: args.warmup,
+        pipeline: args.pipeline,
+        rate: args.rate,
+        client_threads: 1,
+        client_cpu: None,
+        spin: false,
+        progress: false,
+        sample_every: Some(args.every),
+    };
+    // Checked before the server is started: a bad option costs nothing.
+    load::validate(&config(([127, 0, 0, 1], 0).into()), &checks)?;
     let exe = std::env::current_exe().context("cannot find the echo-bench executable")?;
     let server = ServerProcess::start(&exe, &args.server.to_args())?;
     let fds_before = procfs::fd_count(server.pid())?;
@@ -31,22 +50,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
         args.pipeline,
         humantime::format_duration(args.duration)
     );
-    let config = LoadConfig {
-        addr: server.addr(),
-        mode: args.server.mode.into(),
-        connections: args.connections,
-        size: args.size,
-        duration: args.duration,
-        warmup: args.warmup,
-        pipeline: args.pipeline,
-        rate: args.rate,
-        client_threads: 1,
-        client_cpu: None,
-        spin: false,
-        progress: false,
-        sample_every: Some(args.every),
-    };
-    let outcome = load::run(&config, Some(&server as &dyn Observed));
+    let outcome = load::run_checked(&config(server.addr()), &checks, Some(&server as &dyn Observed));
 
     // The clients are gone: every descriptor they cost must come back.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -57,15 +61,15 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     }
     let status = server.stop(Duration::from_secs(10))?;
 
-    let report = match outcome {
-        Ok(report) => report,
+    let (report, grace) = match outcome {
+        Ok(outcome) => outcome,
         Err(LoadError::Mismatch { connection, mismatch }) => {
             eprintln!("echo-bench: soak FAILED: connection {connection}: {mismatch}");
             return Ok(false);
         }
         Err(LoadError::Other(err)) => return Err(err),
     };
-    print!("{report}");
+    print!("{report}{grace}");
     let warm = args.warmup.as_secs_f64();
     let first = report.samples.iter().find(|s| s.elapsed_s >= warm).or(report.samples.first());
     let last = report.samples.last();

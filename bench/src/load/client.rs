@@ -1,5 +1,10 @@
 //! One load-generator thread: a mio event loop over its share of the
 //! connections. It does not share a runtime with any server it measures.
+//!
+//! A thread loads its connections until the run ends, then sends nothing
+//! new and waits, up to the grace, for the replies still owed. Any
+//! connection the server closes, half-closes or resets while the thread
+//! holds it fails the run: connections are the client's to close.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -8,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::pattern::{Checker, Mismatch, Pattern};
 use super::schedule::{Schedule, TIMER, counted_from};
-use super::{Errors, LoadConfig};
+use super::{Checks, Errors, LoadConfig};
 use crate::procfs::{self, CpuTime};
 
 /// What every thread of one run shares.
@@ -21,9 +27,11 @@ use crate::procfs::{self, CpuTime};
 pub(crate) struct Shared {
     /// When measuring starts (the warm-up ends).
     pub(crate) measure_from: Instant,
-    /// When the run ends.
+    /// When the run ends: nothing new is sent after it.
     pub(crate) end: Instant,
-    /// Set on the first mismatch: every thread stops, the run is void.
+    /// When the grace ends: a reply still owed then fails the run.
+    pub(crate) grace_end: Instant,
+    /// Set on the first failure: every thread stops, the run is void.
     pub(crate) abort: AtomicBool,
     /// Round trips completed so far, warm-up included, for the progress bar.
     pub(crate) progress: AtomicU64,
@@ -31,7 +39,8 @@ pub(crate) struct Shared {
     pub(crate) errors: AtomicU64,
 }
 
-/// What one thread measured, between `measure_from` and `end`.
+/// What one thread measured, between `measure_from` and `end`, and what it
+/// saw in the grace after.
 #[derive(Debug)]
 pub(crate) struct ThreadResult {
     pub(crate) latency_ns: Histogram<u64>,
@@ -46,11 +55,34 @@ pub(crate) struct ThreadResult {
     pub(crate) idle: Duration,
     /// Messages sent or due and still unanswered at the end of the window.
     pub(crate) unanswered: u64,
+    /// Of those, the ones due (open loop) but never sent: the server held
+    /// the pipeline full until the end.
+    pub(crate) unsent: u64,
+    /// Replies that completed after the window, in the grace: in the
+    /// latency with their true latency, not in the round trips.
+    pub(crate) answered_in_grace: u64,
+    /// Messages sent and still unanswered when the grace ended, and the
+    /// connections that owed them.
+    pub(crate) owed_after_grace: u64,
+    pub(crate) owing_connections: u64,
     /// The connections, kept open until the server's CPU time has been
-    /// read: one closed at the end would end a thread-per-connection
-    /// server's thread, and its run time with it, before the reading.
-    pub(crate) connections: Vec<TcpStream>,
-    pub(crate) mismatch: Option<(usize, Mismatch)>,
+    /// read (one closed at the end would end a thread-per-connection
+    /// server's thread, and its run time with it, before the reading), and
+    /// then checked for bytes beyond the last reply.
+    pub(crate) connections: Vec<Closing>,
+    /// The first failure: the connection and what went wrong.
+    pub(crate) failure: Option<(usize, Mismatch)>,
+}
+
+/// A connection at the end of its run, and where its reply stream stood.
+#[derive(Debug)]
+pub(crate) struct Closing {
+    pub(crate) id: usize,
+    pub(crate) stream: TcpStream,
+    /// The checker, to place a failure after the last reply.
+    pub(crate) checker: Checker,
+    /// Request bytes sent (or queued): what the server owes an echo of.
+    pub(crate) sent: u64,
 }
 
 /// One connection of the load generator.
@@ -58,6 +90,8 @@ struct Conn {
     stream: TcpStream,
     /// Global connection number, for reports.
     id: usize,
+    /// Its index in this thread's connections, and so in the schedule.
+    slot: usize,
     pattern: Pattern,
     checker: Checker,
     /// Request bytes queued but not yet written, from `out_pos` on.
@@ -68,32 +102,38 @@ struct Conn {
     /// Messages whose reply was fully verified.
     completed: u64,
     /// Start time of each message in flight: when it was sent (closed loop)
-    /// or when it was due (open loop), oldest first.
+    /// or when it was due (open loop), oldest first. At most `pipeline`.
     in_flight: VecDeque<Instant>,
-    /// Open loop: messages already due that wait for a free slot in the
-    /// pipeline. Their latency counts from when they were due.
-    overdue: VecDeque<Instant>,
+    /// Open loop: messages the schedule gave this connection so far.
+    due_taken: u64,
+    /// Of those, the ones waiting for a free slot in the pipeline: the
+    /// oldest `overdue`. Their due times follow from the schedule, so a
+    /// stalled server costs a count, not memory. Their latency counts from
+    /// when they were due.
+    overdue: u64,
     /// Round trips completed inside the measured window.
     measured: u64,
     alive: bool,
     /// Messages kept in flight.
     pipeline: usize,
-    /// Whether messages go out on a schedule (`--rate`) rather than as
-    /// soon as a reply frees a slot.
-    open_loop: bool,
 }
 
 impl Conn {
-    /// Queues messages while the pipeline has room.
-    fn fill(&mut self, now: Instant) {
+    /// Queues messages while the pipeline has room: as many as it takes in
+    /// a closed loop, the overdue ones in an open loop (`schedule`, shared
+    /// by `conns` connections).
+    fn fill(&mut self, now: Instant, schedule: Option<&Schedule>, conns: usize) {
         while self.in_flight.len() < self.pipeline {
-            let start = if self.open_loop {
-                match self.overdue.pop_front() {
-                    Some(due) => counted_from(due, now),
-                    None => break,
+            let start = match schedule {
+                Some(schedule) => {
+                    if self.overdue == 0 {
+                        break;
+                    }
+                    let due = schedule.due_of(self.slot, self.due_taken - self.overdue, conns);
+                    self.overdue -= 1;
+                    counted_from(due, now)
                 }
-            } else {
-                now
+                None => now,
             };
             if self.out_pos == self.out.len() {
                 self.out.clear();
@@ -103,25 +143,6 @@ impl Conn {
             self.queued += 1;
             self.in_flight.push_back(start);
         }
-    }
-
-    /// Writes what is queued, counting the bytes if `measuring`; a failed
-    /// write ends the connection.
-    fn send(&mut self, poll: &Poll, measuring: bool, shared: &Shared, result: &mut ThreadResult) {
-        match self.flush() {
-            Ok(n) if measuring => result.bytes_out += n as u64,
-            Ok(_) => {}
-            Err(e) => {
-                record_error(result, shared, &e);
-                self.close(poll);
-            }
-        }
-    }
-
-    /// Stops serving the connection: its events are no longer asked for.
-    fn close(&mut self, poll: &Poll) {
-        self.alive = false;
-        let _ = poll.registry().deregister(&mut self.stream);
     }
 
     /// Writes what it can; `WouldBlock` leaves the rest for the next
@@ -142,11 +163,63 @@ impl Conn {
         }
         Ok(written)
     }
+
+    /// A failure of this connection's reply stream where it stands: the
+    /// server ended it (`how`) while replies were still owed.
+    fn ended(&self, how: &io::Error) -> Mismatch {
+        let owed = self.queued * self.pattern.size() - self.checker.verified();
+        let what = match how.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                "the end of the stream: the server closed or half-closed the connection".to_owned()
+            }
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                "a reset: the server dropped the connection".to_owned()
+            }
+            _ => format!("an error: {how}"),
+        };
+        self.checker.failure(
+            format!(
+                "the connection to stay open ({} messages, {owed} request bytes unanswered)",
+                self.in_flight.len()
+            ),
+            what,
+        )
+    }
 }
 
-/// Runs one thread's connections until `shared.end`.
+/// Whether the thread still sends (the run) or only collects what it is
+/// owed (the grace).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Run,
+    Grace,
+}
+
+/// One thread's event loop and what it has measured so far.
+struct Thread<'a> {
+    config: &'a LoadConfig,
+    shared: &'a Shared,
+    poll: Poll,
+    events: Events,
+    conns: Vec<Conn>,
+    schedule: Option<Schedule>,
+    result: ThreadResult,
+    measuring: bool,
+    /// Whether bytes written count: from the start of the measured window
+    /// to its end (the grace only finishes writes already begun).
+    counting_out: bool,
+    cpu_start: CpuTime,
+    buf: Vec<u8>,
+    /// Round trips not yet added to `shared.progress`: once per wake-up is
+    /// often enough for a progress bar, and cheaper than once per read.
+    progressed: u64,
+}
+
+/// Runs one thread's connections until `shared.end`, then through the
+/// grace.
 pub(crate) fn run(
     config: &LoadConfig,
+    checks: &Checks,
     streams: Vec<(usize, std::net::TcpStream)>,
     thread_index: usize,
     shared: &Arc<Shared>,
@@ -154,7 +227,40 @@ pub(crate) fn run(
     if let Some(cpu) = config.client_cpu {
         procfs::pin_current_thread(cpu)?;
     }
-    let mut poll = Poll::new()?;
+    let poll = Poll::new()?;
+    let conns = connections(config, checks, streams, &poll)?;
+    let start = Instant::now();
+    let schedule = Schedule::new(config, conns.len(), thread_index, start, &poll)?;
+    let mut thread = Thread {
+        config,
+        shared,
+        poll,
+        events: Events::with_capacity(1024),
+        conns,
+        schedule,
+        result: ThreadResult::new(latency_histogram(config, checks)?),
+        measuring: false,
+        counting_out: false,
+        cpu_start: CpuTime::default(),
+        buf: vec![0u8; 64 * 1024],
+        progressed: 0,
+    };
+    for slot in 0..thread.conns.len() {
+        thread.fill_and_send(slot, start);
+    }
+    thread.load()?;
+    thread.end_window()?;
+    thread.grace()?;
+    Ok(thread.finish())
+}
+
+/// The thread's connections, non-blocking and registered with `poll`.
+fn connections(
+    config: &LoadConfig,
+    checks: &Checks,
+    streams: Vec<(usize, std::net::TcpStream)>,
+    poll: &Poll,
+) -> io::Result<Vec<Conn>> {
     let mut conns = Vec::with_capacity(streams.len());
     for (slot, (id, stream)) in streams.into_iter().enumerate() {
         stream.set_nonblocking(true)?;
@@ -167,96 +273,177 @@ pub(crate) fn run(
         conns.push(Conn {
             stream,
             id,
+            slot,
             pattern,
-            checker: Checker::new(pattern, config.mode),
+            checker: Checker::new(pattern, config.mode, checks.read_size, checks.max_line),
             out: Vec::new(),
             out_pos: 0,
             queued: 0,
             completed: 0,
             in_flight: VecDeque::new(),
-            overdue: VecDeque::new(),
+            due_taken: 0,
+            overdue: 0,
             measured: 0,
             alive: true,
             pipeline: config.pipeline.max(1),
-            open_loop: config.rate.is_some(),
         });
     }
+    Ok(conns)
+}
 
-    let start = Instant::now();
-    let mut schedule = Schedule::new(config, conns.len(), thread_index, start, &poll)?;
+/// A latency histogram that holds any latency the run can see: none is
+/// longer than the whole run and its grace, and the bound leaves twice
+/// that and a minute more. A value beyond it is an error, never clipped.
+fn latency_histogram(config: &LoadConfig, checks: &Checks) -> io::Result<Histogram<u64>> {
+    let longest = config.warmup + config.duration + checks.grace;
+    let highest = longest.saturating_mul(2).saturating_add(Duration::from_secs(60));
+    Histogram::new_with_bounds(1, highest.as_nanos().min(u64::MAX as u128 / 2) as u64, 3)
+        .map_err(io::Error::other)
+}
 
-    let mut result = ThreadResult {
-        latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(io::Error::other)?,
-        per_connection: Vec::new(),
-        bytes_out: 0,
-        bytes_in: 0,
-        errors: Errors::default(),
-        cpu: CpuTime::default(),
-        polls: 0,
-        idle: Duration::ZERO,
-        unanswered: 0,
-        connections: Vec::new(),
-        mismatch: None,
-    };
-    let mut measuring = false;
-    let mut cpu_start = CpuTime::default();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut events = Events::with_capacity(1024);
-    // Round trips not yet added to `shared.progress`: once per wake-up is
-    // often enough for a progress bar, and cheaper than once per read.
-    let mut progressed = 0;
-
-    for conn in conns.iter_mut() {
-        conn.fill(start);
-        conn.send(&poll, measuring, shared, &mut result);
+impl ThreadResult {
+    fn new(latency_ns: Histogram<u64>) -> Self {
+        ThreadResult {
+            latency_ns,
+            per_connection: Vec::new(),
+            bytes_out: 0,
+            bytes_in: 0,
+            errors: Errors::default(),
+            cpu: CpuTime::default(),
+            polls: 0,
+            idle: Duration::ZERO,
+            unanswered: 0,
+            unsent: 0,
+            answered_in_grace: 0,
+            owed_after_grace: 0,
+            owing_connections: 0,
+            connections: Vec::new(),
+            failure: None,
+        }
     }
 
-    loop {
-        let now = Instant::now();
-        if now >= shared.end || shared.abort.load(Relaxed) {
-            break;
-        }
-        if !measuring && now >= shared.measure_from {
-            measuring = true;
-            cpu_start = procfs::thread_cpu()?;
-        }
-        // Whether this pass sent on schedule before polling: work, not idle.
-        let mut sent = false;
-        if let Some(schedule) = schedule.as_mut() {
-            // A connection whose pipeline is full keeps its message as
-            // overdue, to send as soon as a reply frees a slot.
-            for (index, due) in schedule.take_due(now, conns.len()) {
-                sent = true;
-                let conn = &mut conns[index];
-                conn.overdue.push_back(due);
-                if conn.alive {
-                    conn.fill(now);
-                    conn.send(&poll, measuring, shared, &mut result);
+    /// Records one latency; one beyond the histogram's bound is a bug of
+    /// the bound, reported rather than clipped.
+    fn record(&mut self, latency: Duration) -> io::Result<()> {
+        let ns = latency.as_nanos().max(1) as u64;
+        self.latency_ns
+            .record(ns)
+            .map_err(|e| io::Error::other(format!("latency {latency:?} beyond the histogram: {e}")))
+    }
+}
+
+impl Thread<'_> {
+    /// The run: sends and checks until `shared.end` (or an abort).
+    fn load(&mut self) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            if now >= self.shared.end || self.shared.abort.load(Relaxed) {
+                return Ok(());
+            }
+            if !self.measuring && now >= self.shared.measure_from {
+                self.measuring = true;
+                self.counting_out = true;
+                self.cpu_start = procfs::thread_cpu()?;
+            }
+            // Whether this pass sent on schedule before polling: work, not idle.
+            let sent = self.send_due(now)?;
+            let mut timeout = self.shared.end.saturating_duration_since(now);
+            if !self.measuring {
+                timeout = timeout.min(self.shared.measure_from.saturating_duration_since(now));
+            }
+            // Busy-polling: a pass whose poll finds nothing was idle from its
+            // start, or, if it sent on schedule first, from after the sends.
+            let mut idle_from = now;
+            if self.config.spin {
+                timeout = Duration::ZERO;
+                if sent {
+                    idle_from = Instant::now();
                 }
             }
-            schedule.arm()?;
+            self.poll_and_serve(timeout, idle_from, Phase::Run)?;
         }
+    }
 
-        let mut timeout = shared.end.saturating_duration_since(now);
-        if !measuring {
-            timeout = timeout.min(shared.measure_from.saturating_duration_since(now));
-        }
-        // Busy-polling: a pass whose poll finds nothing was idle from its
-        // start, or, if it sent on schedule first, from after the sends.
-        let mut idle_from = now;
-        if config.spin {
-            timeout = Duration::ZERO;
-            if sent {
-                idle_from = Instant::now();
+    /// Open loop: hands each message now due to its connection, which
+    /// sends it if its pipeline has room and otherwise counts it overdue.
+    /// Returns whether any was due.
+    fn send_due(&mut self, now: Instant) -> io::Result<bool> {
+        let conns = self.conns.len();
+        let mut sent = false;
+        while let Some((slot, _due)) = self.schedule.as_mut().and_then(|s| s.take_one(now, conns)) {
+            sent = true;
+            let conn = &mut self.conns[slot];
+            conn.due_taken += 1;
+            conn.overdue += 1;
+            if conn.alive {
+                self.fill_and_send(slot, now);
             }
         }
-        if progressed > 0 {
-            shared.progress.fetch_add(progressed, Relaxed);
-            progressed = 0;
+        if let Some(schedule) = &self.schedule {
+            schedule.arm()?;
         }
-        match poll.poll(&mut events, Some(timeout)) {
+        Ok(sent)
+    }
+
+    /// The end of the window: the CPU reading, and what is still owed then.
+    /// Messages due but never sent count in the latency with their age now,
+    /// a lower bound, so a server that stalls the pipeline to the end shows
+    /// in the percentiles.
+    fn end_window(&mut self) -> io::Result<()> {
+        self.counting_out = false;
+        if !self.measuring {
+            return Ok(());
+        }
+        self.result.cpu = procfs::thread_cpu()?.since(self.cpu_start);
+        // A thread that shares its CPU with another waits in its polls
+        // while the other runs: that wall-clock time was never its CPU time.
+        self.result.idle = self.result.idle.min(self.result.cpu.total());
+        let end = self.shared.end;
+        for index in 0..self.conns.len() {
+            let conn = &self.conns[index];
+            let (in_flight, overdue) = (conn.in_flight.len() as u64, conn.overdue);
+            self.result.unanswered += in_flight + overdue;
+            self.result.unsent += overdue;
+            if let (Some(schedule), true) = (&self.schedule, conn.alive) {
+                let oldest = conn.due_taken - overdue;
+                let ages: Vec<Duration> = (oldest..conn.due_taken)
+                    .map(|n| end.saturating_duration_since(schedule.due_of(conn.slot, n, self.conns.len())))
+                    .collect();
+                for age in ages {
+                    self.result.record(age)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The grace: sends nothing new (what was queued still goes out) and
+    /// waits, up to `shared.grace_end`, for every reply still owed.
+    fn grace(&mut self) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            let owed = self.conns.iter().any(|c| c.alive && !c.in_flight.is_empty());
+            if !owed || now >= self.shared.grace_end || self.shared.abort.load(Relaxed) {
+                return Ok(());
+            }
+            let timeout = if self.config.spin {
+                Duration::ZERO
+            } else {
+                self.shared.grace_end.saturating_duration_since(now)
+            };
+            self.poll_and_serve(timeout, now, Phase::Grace)?;
+        }
+    }
+
+    /// Polls once and serves every event.
+    fn poll_and_serve(&mut self, timeout: Duration, idle_from: Instant, phase: Phase) -> io::Result<()> {
+        if self.progressed > 0 {
+            self.shared.progress.fetch_add(self.progressed, Relaxed);
+            self.progressed = 0;
+        }
+        match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
         // One clock read serves every reply of this wake-up, each of which
@@ -265,129 +452,222 @@ pub(crate) fn run(
         // would cost the client as much as a percent of its CPU time per
         // round trip.
         let woke = Instant::now();
-        if measuring {
-            result.polls += 1;
-            if config.spin && events.is_empty() {
-                result.idle += woke - idle_from;
+        if self.measuring && phase == Phase::Run {
+            self.result.polls += 1;
+            if self.config.spin && self.events.is_empty() {
+                self.result.idle += woke - idle_from;
             }
         }
+        // The events are taken out for the loop, which needs all of `self`,
+        // and put back: an empty Events holds no allocation.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
-            if event.token() == TIMER {
-                // Nothing to read: arming the timer again (above) resets its
-                // expiration count, and its next expiry is a new edge.
+            // Nothing to read on the timer: arming it again resets its
+            // expiration count, and its next expiry is a new edge.
+            let slot = event.token().0;
+            if event.token() == TIMER || self.conns.get(slot).is_none_or(|c| !c.alive) {
                 continue;
             }
-            let Some(conn) = conns.get_mut(event.token().0) else { continue };
-            if !conn.alive {
-                continue;
+            if readable(event) {
+                // A closed read side or an error: the end of the stream (or
+                // the error) waits behind the data, and must be read.
+                let to_eof = event.is_read_closed() || event.is_error();
+                self.read(slot, woke, to_eof, phase)?;
             }
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                let failed = match read_replies(conn, &mut buf, woke, measuring, shared, &mut result) {
-                    Ok(done) => {
-                        progressed += done;
-                        false
+            if self.conns[slot].alive {
+                self.send(slot);
+            }
+        }
+        self.events = events;
+        Ok(())
+    }
+
+    /// Reads and checks a connection's replies; a failure fails the run.
+    fn read(&mut self, slot: usize, woke: Instant, to_eof: bool, phase: Phase) -> io::Result<()> {
+        match self.read_replies(slot, woke, to_eof, phase) {
+            Ok(done) => self.progressed += done,
+            Err(ReadFailure::Io(e)) => {
+                let failure = self.conns[slot].ended(&e);
+                self.result.errors.record(&e);
+                self.shared.errors.fetch_add(1, Relaxed);
+                self.fail(slot, failure);
+            }
+            Err(ReadFailure::Mismatch(m)) => self.fail(slot, m),
+            Err(ReadFailure::Histogram(e)) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Fails the run on `slot`'s connection: the first failure of the
+    /// thread is the one reported, and every thread stops.
+    fn fail(&mut self, slot: usize, failure: Mismatch) {
+        let conn = &mut self.conns[slot];
+        self.result.failure.get_or_insert((conn.id, failure));
+        self.shared.abort.store(true, Relaxed);
+        conn.alive = false;
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+    }
+
+    /// Queues what the pipeline has room for (never in the grace) and
+    /// writes it.
+    fn fill_and_send(&mut self, slot: usize, now: Instant) {
+        let conns = self.conns.len();
+        self.conns[slot].fill(now, self.schedule.as_ref(), conns);
+        self.send(slot);
+    }
+
+    /// Writes what is queued, counting the bytes if measuring; a failed
+    /// write fails the run.
+    fn send(&mut self, slot: usize) {
+        match self.conns[slot].flush() {
+            Ok(n) if self.counting_out => self.result.bytes_out += n as u64,
+            Ok(_) => {}
+            Err(e) => {
+                let failure = self.conns[slot].ended(&e);
+                self.result.errors.record(&e);
+                self.shared.errors.fetch_add(1, Relaxed);
+                self.fail(slot, failure);
+            }
+        }
+    }
+
+    /// Reads and checks every reply byte available, completing round trips;
+    /// returns how many it completed. `to_eof`: the event said the server
+    /// closed its side, so read on past a short read to see the end.
+    fn read_replies(
+        &mut self,
+        slot: usize,
+        now: Instant,
+        to_eof: bool,
+        phase: Phase,
+    ) -> Result<u64, ReadFailure> {
+        let mut done = 0;
+        let conns = self.conns.len();
+        loop {
+            let conn = &mut self.conns[slot];
+            let n = match conn.stream.read(&mut self.buf) {
+                Ok(0) => return Err(ReadFailure::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(done),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ReadFailure::Io(e)),
+            };
+            conn.checker.feed(&self.buf[..n]).map_err(ReadFailure::Mismatch)?;
+            let size = conn.pattern.size();
+            if conn.checker.verified() > conn.queued * size {
+                let sent = conn.queued * size;
+                return Err(ReadFailure::Mismatch(conn.checker.failure(
+                    format!("replies to the {sent} request bytes sent"),
+                    "replies to more bytes than were sent".to_owned(),
+                )));
+            }
+            let in_window = now < self.shared.end;
+            if self.measuring && in_window {
+                self.result.bytes_in += n as u64;
+            }
+            let before = done;
+            while conn.checker.verified() >= (conn.completed + 1) * size {
+                conn.completed += 1;
+                done += 1;
+                let started = conn.in_flight.pop_front().unwrap_or(now);
+                if self.measuring {
+                    // A reply of the grace counts its true latency, but not
+                    // as a round trip of the window.
+                    if in_window {
+                        conn.measured += 1;
+                    } else {
+                        self.result.answered_in_grace += 1;
                     }
-                    Err(ReadFailure::Io(e)) => {
-                        record_error(&mut result, shared, &e);
-                        true
-                    }
-                    Err(ReadFailure::Mismatch(m)) => {
-                        result.mismatch = Some((conn.id, m));
-                        shared.abort.store(true, Relaxed);
-                        true
-                    }
-                };
-                if failed {
-                    conn.close(&poll);
-                    continue;
+                    let latency = now.saturating_duration_since(started);
+                    self.result.record(latency).map_err(ReadFailure::Histogram)?;
                 }
             }
-            conn.send(&poll, measuring, shared, &mut result);
-        }
-    }
-
-    if measuring {
-        result.cpu = procfs::thread_cpu()?.since(cpu_start);
-        // A thread that shares its CPU with another waits in its polls
-        // while the other runs: that wall-clock time was never its CPU time.
-        result.idle = result.idle.min(result.cpu.total());
-        unanswered(&conns, shared, &mut result);
-    }
-    result.per_connection = conns.iter().map(|c| c.measured).collect();
-    result.connections = conns.into_iter().map(|c| c.stream).collect();
-    Ok(result)
-}
-
-/// Counts the messages still unanswered at the end of the window, and puts
-/// those of live connections in the latency figures with their age then, a
-/// lower bound of their latency: a server that stops answering near the end
-/// shows in the percentiles instead of leaving them. (A dead connection's
-/// messages are already counted among the errors.)
-fn unanswered(conns: &[Conn], shared: &Shared, result: &mut ThreadResult) {
-    for conn in conns {
-        for &start in conn.in_flight.iter().chain(&conn.overdue) {
-            result.unanswered += 1;
-            if conn.alive {
-                let ns = shared.end.saturating_duration_since(start).as_nanos() as u64;
-                result.latency_ns.saturating_record(ns.max(1));
+            // Nothing new once the window has closed, even from the pass that
+            // first sees it closed: the grace only collects what is owed.
+            if done > before && phase == Phase::Run && in_window {
+                conn.fill(now, self.schedule.as_ref(), conns);
+            }
+            // A short read means the socket is drained; another read would
+            // only return WouldBlock, which costs a system call per message.
+            // Unless the server closed its side: then the end of the stream
+            // waits behind the data, and must be seen.
+            if n < self.buf.len() && !to_eof {
+                return Ok(done);
             }
         }
     }
+
+    /// The thread's result: what it measured, and its connections, still
+    /// open, with what they still owe.
+    fn finish(mut self) -> ThreadResult {
+        for conn in &self.conns {
+            if conn.alive && !conn.in_flight.is_empty() {
+                self.result.owed_after_grace += conn.in_flight.len() as u64;
+                self.result.owing_connections += 1;
+            }
+        }
+        self.result.per_connection = self.conns.iter().map(|c| c.measured).collect();
+        // Handed over to another poll for the closing check, so out of this
+        // one (a dead connection is out already).
+        for conn in self.conns.iter_mut().filter(|c| c.alive) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        self.result.connections = self
+            .conns
+            .into_iter()
+            .map(|c| Closing {
+                id: c.id,
+                sent: c.queued * c.pattern.size(),
+                stream: c.stream,
+                checker: c.checker,
+            })
+            .collect();
+        self.result
+    }
 }
 
-/// Counts a connection error for the report and for live status lines.
-fn record_error(result: &mut ThreadResult, shared: &Shared, err: &io::Error) {
-    result.errors.record(err);
-    shared.errors.fetch_add(1, Relaxed);
+/// Whether an event may carry data: mio's readable, or an end of stream or
+/// error, which a read reports.
+fn readable(event: &Event) -> bool {
+    event.is_readable() || event.is_read_closed() || event.is_error()
 }
 
 enum ReadFailure {
     Io(io::Error),
     Mismatch(Mismatch),
+    Histogram(io::Error),
 }
 
-/// Reads and checks every reply byte available, completing round trips;
-/// returns how many it completed.
-fn read_replies(
-    conn: &mut Conn,
-    buf: &mut [u8],
-    now: Instant,
-    measuring: bool,
-    shared: &Shared,
-    result: &mut ThreadResult,
-) -> Result<u64, ReadFailure> {
-    let mut done = 0;
-    loop {
-        let n = match conn.stream.read(buf) {
-            Ok(0) => return Err(ReadFailure::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(done),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ReadFailure::Io(e)),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_histogram_holds_the_longest_latency_a_run_can_see() {
+        let config = LoadConfig {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            mode: echo_core::Mode::Got,
+            connections: 1,
+            size: 64,
+            // A soak's default length: more than the old fixed 60 s bound.
+            duration: Duration::from_secs(600),
+            warmup: Duration::from_secs(2),
+            pipeline: 1,
+            rate: None,
+            client_threads: 1,
+            client_cpu: None,
+            spin: false,
+            progress: false,
+            sample_every: None,
         };
-        conn.checker.feed(&buf[..n]).map_err(ReadFailure::Mismatch)?;
-        if measuring {
-            result.bytes_in += n as u64;
-        }
-        let size = conn.pattern.size();
-        let before = done;
-        while conn.checker.verified() >= (conn.completed + 1) * size {
-            conn.completed += 1;
-            done += 1;
-            let started = conn.in_flight.pop_front().unwrap_or(now);
-            if measuring && now < shared.end {
-                conn.measured += 1;
-                let ns = now.saturating_duration_since(started).as_nanos() as u64;
-                result.latency_ns.saturating_record(ns.max(1));
-            }
-        }
-        if done > before {
-            conn.fill(now);
-        }
-        // A short read means the socket is drained; another read would only
-        // return WouldBlock, which costs a system call per message.
-        if n < buf.len() {
-            return Ok(done);
-        }
+        let checks = Checks { grace: Duration::from_secs(2), ..Checks::default() };
+        let mut result = ThreadResult::new(latency_histogram(&config, &checks).unwrap());
+        let longest = config.warmup + config.duration + checks.grace;
+        result.record(longest).unwrap();
+        assert_eq!(result.latency_ns.max(), result.latency_ns.highest_equivalent(longest.as_nanos() as u64));
+        assert!(
+            result.record(Duration::from_secs(100_000)).is_err(),
+            "out of range is an error, never clipped"
+        );
     }
 }

@@ -5,14 +5,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{LoadConfig, LoadError, Observed};
+use super::{Checks, LoadConfig, LoadError, Observed};
 use crate::child::ServerProcess;
 use crate::cli::LoadArgs;
 
-/// Runs `echo-bench load`; returns whether the run was valid (no mismatch,
-/// no error).
+/// Runs `echo-bench load`; returns whether the run was valid (every reply
+/// byte verified, every connection held to the end).
+///
+/// A failed run prints one `echo-bench: load FAILED` line on stderr saying
+/// why, then where, and nothing on stdout: no figure of a void run is ever
+/// presented, not even with `--json`.
 pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     let pin = super::pinning(args.pin, args.spin);
+    let checks =
+        Checks { grace: args.grace, read_size: args.server.read_size, max_line: args.server.max_line };
+    // Checked before a server is started: a bad option costs nothing.
+    super::validate(&config(args, args.addr.unwrap_or(([127, 0, 0, 1], 0).into()), pin), &checks)?;
     let server = match args.addr {
         Some(_) => None,
         None => {
@@ -29,7 +37,40 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         (None, Some(server)) => server.addr(),
         (None, None) => unreachable!("a server is started when no address is given"),
     };
-    let config = LoadConfig {
+    let config = config(args, addr, pin);
+    let outcome = super::run_checked(&config, &checks, server.as_ref().map(|s| s as &dyn Observed));
+    if let Some(server) = server {
+        let status = server.stop(Duration::from_secs(10))?;
+        if !status.success() {
+            tracing::warn!(%status, "the server exited abnormally");
+        }
+    }
+    match outcome {
+        Ok((report, grace)) => {
+            if args.json {
+                // The report's fields, and the grace's under "grace".
+                let mut value = serde_json::to_value(&report)?;
+                value["grace"] = serde_json::to_value(&grace)?;
+                println!("{value}");
+            } else {
+                print!("{report}{grace}");
+            }
+            Ok(true)
+        }
+        Err(LoadError::Mismatch { connection, mismatch }) => {
+            eprintln!(
+                "echo-bench: load FAILED, no figures reported: the replies of connection {connection} were not what the server owed"
+            );
+            eprintln!("  connection {connection}: {mismatch}");
+            Ok(false)
+        }
+        Err(LoadError::Other(err)) => Err(err),
+    }
+}
+
+/// The run `args` ask for, against `addr`.
+fn config(args: &LoadArgs, addr: std::net::SocketAddr, pin: bool) -> LoadConfig {
+    LoadConfig {
         addr,
         mode: args.server.mode.into(),
         connections: args.connections,
@@ -43,31 +84,5 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         spin: args.spin,
         progress: !args.json,
         sample_every: None,
-    };
-    let outcome = super::run(&config, server.as_ref().map(|s| s as &dyn Observed));
-    if let Some(server) = server {
-        let status = server.stop(Duration::from_secs(10))?;
-        if !status.success() {
-            tracing::warn!(%status, "the server exited abnormally");
-        }
-    }
-    match outcome {
-        Ok(report) => {
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{report}");
-            }
-            if report.errors.total() > 0 {
-                eprintln!("echo-bench: load saw {} connection errors", report.errors.total());
-            }
-            Ok(report.errors.total() == 0)
-        }
-        Err(LoadError::Mismatch { connection, mismatch }) => {
-            eprintln!("echo-bench: load FAILED, no figures reported: the server sent a wrong reply");
-            eprintln!("  connection {connection}: {mismatch}");
-            Ok(false)
-        }
-        Err(LoadError::Other(err)) => Err(err),
     }
 }

@@ -7,8 +7,17 @@
 //! the time its message was *due*, not when it could finally be sent, so a
 //! server stall shows in the percentiles instead of silently slowing the
 //! client down (coordinated omission).
+//!
+//! A run is valid only if the server answered every message, byte for
+//! byte, in the framing of its mode, and held every connection open: after
+//! the run, the client sends nothing new and waits up to a grace
+//! ([`Checks::grace`]) for the replies still owed; a reply still owed
+//! then, a connection the server closed, half-closed or reset, or a byte
+//! beyond the last reply fails the run ([`LoadError::Mismatch`]) and no
+//! figure is reported.
 
 mod client;
+mod closing;
 pub mod command;
 pub mod pattern;
 mod report;
@@ -67,15 +76,74 @@ pub struct LoadConfig {
     pub sample_every: Option<Duration>,
 }
 
+/// What the server must answer, beyond the mode, and how long it may take
+/// after the run: the rest of what the checker needs. Kept apart from
+/// [`LoadConfig`] so that a caller with the protocol's defaults need not
+/// name them.
+#[derive(Clone, Debug)]
+pub struct Checks {
+    /// After the run, how long to wait for the replies still owed; a
+    /// message unanswered then fails the run. The client sends nothing new
+    /// in it; replies that complete in it count in the latency (with their
+    /// true latency) but not as round trips of the window.
+    pub grace: Duration,
+    /// The server's `--read-size`: `got`-mode pieces hold 1..=read_size bytes.
+    pub read_size: usize,
+    /// The server's `--max-line`: longer lines are answered in pieces of
+    /// exactly max_line bytes.
+    pub max_line: usize,
+}
+
+/// The grace after a run when none is asked for.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            grace: DEFAULT_GRACE,
+            read_size: echo_core::protocol::DEFAULT_READ_SIZE,
+            max_line: echo_core::protocol::DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+/// What happened after the window, in the grace: reported beside the
+/// [`Report`] (in `load --json` under `"grace"`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct GraceFigures {
+    /// The grace allowed, seconds.
+    pub grace_s: f64,
+    /// Replies that completed in the grace: in the latency figures with
+    /// their true latency, not in the round trips or the rates.
+    pub answered_in_grace: u64,
+    /// Open loop: messages due in the window but never sent, because the
+    /// server kept the pipeline full; in the latency with their age at the
+    /// end of the window, a lower bound.
+    pub unsent: u64,
+}
+
+impl std::fmt::Display for GraceFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "  grace           {:.1} s: {} replies completed in it (in the latency, not the round trips); {} due but never sent",
+            self.grace_s, self.answered_in_grace, self.unsent
+        )
+    }
+}
+
 /// Why a run produced no valid figures.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// A reply differed from what the server should have sent.
+    /// The reply stream of a connection differed from what the server
+    /// should have sent: a wrong, missing or extra byte, a wrong prefix, a
+    /// reply still owed after the grace, or the connection closed or reset
+    /// by the server.
     #[error("connection {connection}: {mismatch}")]
     Mismatch {
         /// The connection that received it.
         connection: usize,
-        /// The first wrong byte.
+        /// The first wrong byte, or where the stream went wrong.
         mismatch: pattern::Mismatch,
     },
     /// Anything else: connecting, a client thread failing.
@@ -95,12 +163,23 @@ impl Observed for crate::child::ServerProcess {
     }
 }
 
-/// Runs the load and returns what it measured. `server`, when the server is
-/// a process of ours, adds its CPU time and peak memory to the report.
+/// Runs the load with the protocol's defaults and a grace of
+/// [`DEFAULT_GRACE`] and returns what it measured. `server`, when the
+/// server is a process of ours, adds its CPU time and peak memory to the
+/// report.
 pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report, LoadError> {
-    let threads = config.client_threads.clamp(1, config.connections);
-    validate(config, threads)?;
+    run_checked(config, &Checks::default(), server).map(|(report, _)| report)
+}
 
+/// Runs the load, checking replies as `checks` says, and returns what it
+/// measured and what the grace saw.
+pub fn run_checked(
+    config: &LoadConfig,
+    checks: &Checks,
+    server: Option<&dyn Observed>,
+) -> Result<(Report, GraceFigures), LoadError> {
+    validate(config, checks)?;
+    let threads = client_threads(config);
     let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
     for id in 0..config.connections {
         let stream = TcpStream::connect_timeout(&config.addr, Duration::from_secs(10))
@@ -110,9 +189,11 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
     }
 
     let start = Instant::now();
+    let end = start + config.warmup + config.duration;
     let shared = Arc::new(client::Shared {
         measure_from: start + config.warmup,
-        end: start + config.warmup + config.duration,
+        end,
+        grace_end: end + checks.grace,
         abort: AtomicBool::new(false),
         progress: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -122,10 +203,10 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
         .enumerate()
         .map(|(index, streams)| {
             let config = LoadConfig { client_threads: threads, ..config.clone() };
-            let shared = Arc::clone(&shared);
+            let (checks, shared) = (checks.clone(), Arc::clone(&shared));
             std::thread::Builder::new()
                 .name(format!("load-{index}"))
-                .spawn(move || client::run(&config, streams, index, &shared))
+                .spawn(move || client::run(&config, &checks, streams, index, &shared))
         })
         .collect::<io::Result<_>>()
         .context("starting client threads")?;
@@ -148,9 +229,12 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
         let result = handle.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
         results.push(result.context("client thread")?);
     }
-    if let Some((connection, mismatch)) = results.iter_mut().find_map(|r| r.mismatch.take()) {
-        return Err(LoadError::Mismatch { connection, mismatch });
-    }
+    verdict(&mut results, checks)?;
+    let grace = GraceFigures {
+        grace_s: checks.grace.as_secs_f64(),
+        answered_in_grace: results.iter().map(|r| r.answered_in_grace).sum(),
+        unsent: results.iter().map(|r| r.unsent).sum(),
+    };
     let server = match (server_start, server_end) {
         (Ok(Some(a)), Ok(Some(b))) => Some((b.since(&a), peak_rss_kib)),
         _ => None,
@@ -158,16 +242,49 @@ pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report,
     let mut report = Report::from_results(config, threads, results, server);
     if report.round_trips == 0 {
         return Err(LoadError::Other(anyhow::anyhow!(
-            "no round trip completed in the {} measured ({} connection errors, {} messages unanswered): \
+            "no round trip completed in the {} measured ({} messages unanswered then): \
              the server at {} is not answering",
             humantime::format_duration(config.duration),
-            report.errors.total(),
             report.unanswered,
             config.addr
         )));
     }
     report.samples = samples;
-    Ok(report)
+    Ok((report, grace))
+}
+
+/// Whether the threads' results make a valid run: the first failure a
+/// thread saw, else a reply still owed after the grace, else a byte the
+/// server sent beyond its last reply or a connection it closed.
+fn verdict(results: &mut [client::ThreadResult], checks: &Checks) -> Result<(), LoadError> {
+    if let Some((connection, mismatch)) = results.iter_mut().find_map(|r| r.failure.take()) {
+        return Err(LoadError::Mismatch { connection, mismatch });
+    }
+    let owed: u64 = results.iter().map(|r| r.owed_after_grace).sum();
+    if owed > 0 {
+        let owing: u64 = results.iter().map(|r| r.owing_connections).sum();
+        let in_grace: u64 = results.iter().map(|r| r.answered_in_grace).sum();
+        let first = results
+            .iter()
+            .flat_map(|r| &r.connections)
+            .find(|c| c.checker.verified() < c.sent)
+            .expect("a connection owes the replies counted");
+        let mismatch = first.checker.failure(
+            format!("every reply within the {} grace", humantime::format_duration(checks.grace)),
+            format!(
+                "{owed} messages still unanswered on {owing} connections ({in_grace} replies completed in the grace)"
+            ),
+        );
+        return Err(LoadError::Mismatch { connection: first.id, mismatch });
+    }
+    let connections: Vec<&mut client::Closing> =
+        results.iter_mut().flat_map(|r| &mut r.connections).collect();
+    closing::check(connections, checks.grace)
+}
+
+/// The client threads a run of `config` uses.
+fn client_threads(config: &LoadConfig) -> usize {
+    config.client_threads.clamp(1, config.connections.max(1))
 }
 
 /// Whether server and client can be pinned apart, as `--pin` asks (they
@@ -184,11 +301,26 @@ pub fn pinning(pin: bool, spin: bool) -> bool {
     pinned
 }
 
-/// Checks `config`, which runs on `threads` client threads.
-fn validate(config: &LoadConfig, threads: usize) -> anyhow::Result<()> {
+/// Checks `config` and `checks` before anything starts: `load` and `soak`
+/// call it before they start a server.
+pub fn validate(config: &LoadConfig, checks: &Checks) -> anyhow::Result<()> {
+    let threads = client_threads(config);
     anyhow::ensure!(config.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(config.size > 0, "--size must be at least 1 byte");
+    anyhow::ensure!(
+        config.size <= pattern::MAX_SIZE,
+        "--size {} is more than the largest message the load generator holds ({} bytes, 64 MiB)",
+        config.size,
+        pattern::MAX_SIZE
+    );
+    anyhow::ensure!(
+        config.pipeline < pattern::PERIOD,
+        "--pipeline {} must be below {}: deeper, two messages in flight could look alike",
+        config.pipeline,
+        pattern::PERIOD
+    );
     anyhow::ensure!(!config.duration.is_zero(), "--duration must be more than zero");
+    anyhow::ensure!(!checks.grace.is_zero(), "--grace must be more than zero");
     if let Some(rate) = config.rate {
         anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
         anyhow::ensure!(

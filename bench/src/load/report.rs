@@ -107,8 +107,10 @@ pub struct Report {
     /// Round trips completed in the window.
     pub round_trips: u64,
     /// Messages still unanswered when the window closed (in flight, or due
-    /// and not yet sent). The latency figures include them with their age
-    /// then, a lower bound, so a server that stops answering shows there.
+    /// and not yet sent). Those in flight had to be answered within the
+    /// grace, and count in the latency with their true latency; those due
+    /// and never sent count with their age then, a lower bound, so a server
+    /// that stalls shows there.
     pub unanswered: u64,
     /// Round trips per second.
     pub round_trips_per_s: f64,
@@ -250,7 +252,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  round trips     {} ({:.0}/s); {} unanswered at the end, in the latency with their age then",
+            "  round trips     {} ({:.0}/s) in the window; {} in flight or due when it closed, in the latency",
             self.round_trips, self.round_trips_per_s, self.unanswered
         )?;
         writeln!(f, "  throughput      {:.2} MB/s out, {:.2} MB/s in", self.mb_per_s_out, self.mb_per_s_in)?;
@@ -303,7 +305,10 @@ impl fmt::Display for Report {
             }
             None => writeln!(f, "  server CPU      not measured (the server is not a child of this run)")?,
         }
-        writeln!(f, "  verified        every reply byte, 0 mismatches")?;
+        writeln!(
+            f,
+            "  verified        every reply byte in its framing, every message answered, every connection held open"
+        )?;
         if self.client_saturated {
             writeln!(
                 f,
@@ -370,8 +375,12 @@ mod tests {
             polls: round_trips,
             idle,
             unanswered,
+            unsent: unanswered,
+            answered_in_grace: 0,
+            owed_after_grace: 0,
+            owing_connections: 0,
             connections: Vec::new(),
-            mismatch: None,
+            failure: None,
         }
     }
 

@@ -21,13 +21,19 @@ pub(super) const SEND_AHEAD: Duration = Duration::from_micros(50);
 
 /// This thread's share of an open-loop rate, as one schedule of send times
 /// spread over its connections in turn.
+///
+/// Message `g` of the thread is due at `first_due + g * interval` and goes
+/// to connection `g % conns`, so the `n`-th message of connection `c` is
+/// message `n * conns + c`: a due time is arithmetic, never stored, and a
+/// connection whose server stalls owes a count of messages, not a queue of
+/// times that grows with the rate and the stall.
 pub(super) struct Schedule {
-    /// When the next message is due.
-    next_due: Instant,
+    /// When the thread's first message is due.
+    first_due: Instant,
     /// Time between two messages of this thread.
     interval: Duration,
-    /// The connection that takes the next message.
-    next_conn: usize,
+    /// The thread's next message.
+    next: u64,
     /// Wakes the thread at the next send time; `None` when it busy-polls
     /// and looks at the schedule on every pass anyway.
     timer: Option<TimerFd>,
@@ -62,34 +68,42 @@ impl Schedule {
         };
         // Threads start their schedules staggered so their sends interleave.
         let threads = config.client_threads.max(1) as f64;
-        let next_due = start + interval.mul_f64(thread_index as f64 / threads);
-        Ok(Some(Schedule { next_due, interval, next_conn: 0, timer }))
+        let first_due = start + interval.mul_f64(thread_index as f64 / threads);
+        Ok(Some(Schedule { first_due, interval, next: 0, timer }))
     }
 
-    /// Takes every message due by `now` (or within [`SEND_AHEAD`] of it, so
-    /// that one wake-up serves a batch instead of one timer interrupt per
-    /// message) and names its connection, in turn, and its due time.
-    pub(super) fn take_due(
-        &mut self,
-        now: Instant,
-        conns: usize,
-    ) -> impl Iterator<Item = (usize, Instant)> + '_ {
-        std::iter::from_fn(move || {
-            if conns == 0 || self.next_due > now + SEND_AHEAD {
-                return None;
-            }
-            let taken = (self.next_conn, self.next_due);
-            self.next_conn = (self.next_conn + 1) % conns;
-            self.next_due += self.interval;
-            Some(taken)
-        })
+    /// When the thread's message `g` is due.
+    fn due(&self, g: u64) -> Instant {
+        let ns = (self.interval.as_nanos() as u64).saturating_mul(g);
+        self.first_due + Duration::from_nanos(ns)
+    }
+
+    /// When the `n`-th message (from 0) of connection `conn`, one of
+    /// `conns`, is due.
+    pub(super) fn due_of(&self, conn: usize, n: u64, conns: usize) -> Instant {
+        self.due(n * conns as u64 + conn as u64)
+    }
+
+    /// Takes the next message if it is due by `now` (or within
+    /// [`SEND_AHEAD`] of it, so that one wake-up serves a batch instead of
+    /// one timer interrupt per message) and names its connection, in turn,
+    /// and its due time.
+    pub(super) fn take_one(&mut self, now: Instant, conns: usize) -> Option<(usize, Instant)> {
+        let due = self.due(self.next);
+        if conns == 0 || due > now + SEND_AHEAD {
+            return None;
+        }
+        let conn = (self.next % conns as u64) as usize;
+        self.next += 1;
+        Some((conn, due))
     }
 
     /// Arms the timer for the next send time. Arming it resets its count of
     /// expirations, so each expiry is a new edge for mio.
     pub(super) fn arm(&self) -> io::Result<()> {
         let Some(timer) = &self.timer else { return Ok(()) };
-        let wait = self.next_due.saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
+        let wait =
+            self.due(self.next).saturating_duration_since(Instant::now()).max(Duration::from_micros(1));
         timer
             .set(Expiration::OneShot(TimeSpec::from_duration(wait)), TimerSetTimeFlags::empty())
             .map_err(io::Error::from)
@@ -137,16 +151,22 @@ mod tests {
         }
     }
 
+    /// Every message due by `now`, as [`Schedule::take_one`] takes them.
+    fn take_due(schedule: &mut Schedule, now: Instant, conns: usize) -> Vec<(usize, Instant)> {
+        std::iter::from_fn(|| schedule.take_one(now, conns)).collect()
+    }
+
     #[test]
     fn messages_go_to_the_connections_in_turn_at_the_rate() {
         let poll = Poll::new().unwrap();
         let start = Instant::now();
         // 1,000/s over 3 connections on one thread: one message a millisecond.
         let mut schedule = Schedule::new(&config(1000.0, 3, 1), 3, 0, start, &poll).unwrap().unwrap();
-        let due: Vec<_> = schedule.take_due(start + Duration::from_millis(4), 3).collect();
+        let due = take_due(&mut schedule, start + Duration::from_millis(4), 3);
         let ms = |n: u64| start + Duration::from_millis(n);
         assert_eq!(due, [(0, ms(0)), (1, ms(1)), (2, ms(2)), (0, ms(3)), (1, ms(4))]);
-        assert_eq!(schedule.take_due(ms(4), 3).count(), 0, "nothing is due twice");
+        assert_eq!(take_due(&mut schedule, ms(4), 3).len(), 0, "nothing is due twice");
+        assert_eq!(schedule.due_of(1, 1, 3), ms(4), "connection 1's second message is the thread's fifth");
         assert!(
             Schedule::new(&LoadConfig { rate: None, ..config(1.0, 3, 1) }, 3, 0, start, &poll)
                 .unwrap()
@@ -161,7 +181,7 @@ mod tests {
         // 3,000/s over 3 connections on 2 threads: the one with 2 of them
         // sends 2,000/s, staggered by half its interval.
         let mut two = Schedule::new(&config(3000.0, 3, 2), 2, 1, start, &poll).unwrap().unwrap();
-        let sent = two.take_due(start + Duration::from_millis(10), 2).count();
+        let sent = take_due(&mut two, start + Duration::from_millis(10), 2).len();
         assert_eq!(sent, 20, "2,000/s for 10 ms, the first due at 0.25 ms");
     }
 }
