@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::builder::{PossibleValue, RangedU64ValueParser, TypedValueParser};
+use clap::builder::{PossibleValue, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use echo_core::{Backend, Mode, ServerConfig};
 
@@ -244,11 +244,11 @@ pub struct LoadArgs {
     pub addr: Option<SocketAddr>,
 
     /// Connections held open for the whole run.
-    #[arg(short, long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 50, value_parser = positive::<usize>())]
     pub connections: usize,
 
     /// Bytes per message (in line mode, the last one is the newline).
-    #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 64, value_parser = positive::<usize>())]
     pub size: usize,
 
     /// Time measured, after the warm-up (e.g. 10s, 500ms).
@@ -260,7 +260,7 @@ pub struct LoadArgs {
     pub warmup: Duration,
 
     /// Messages in flight per connection.
-    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 1, value_parser = positive::<usize>())]
     pub pipeline: usize,
 
     /// Open loop: this many round trips per second in total, latency measured
@@ -269,7 +269,7 @@ pub struct LoadArgs {
     pub rate: Option<f64>,
 
     /// Threads of the load generator.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = 1, value_parser = threads())]
     pub client_threads: usize,
 
     /// Put the server on CPU 1 and the client on CPU 0.
@@ -302,11 +302,11 @@ pub struct LoadArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
     /// Connections held open for the whole soak.
-    #[arg(short, long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 200, value_parser = positive::<usize>())]
     pub connections: usize,
 
     /// Bytes per message.
-    #[arg(short, long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 512, value_parser = positive::<usize>())]
     pub size: usize,
 
     /// How long to soak (e.g. 10m).
@@ -322,7 +322,7 @@ pub struct SoakArgs {
     pub every: Duration,
 
     /// Messages in flight per connection.
-    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 4, value_parser = positive::<usize>())]
     pub pipeline: usize,
 
     /// Open loop at this many round trips per second in total.

@@ -241,10 +241,6 @@ const COMMAND_STOP: Duration = Duration::from_secs(5);
 /// The load of one run of `cell` against the server at `addr`.
 fn load_config(settings: &Settings, cell: &Cell, addr: std::net::SocketAddr) -> LoadConfig {
     LoadConfig {
-        addr,
-        mode: settings.mode,
-        connections: cell.connections,
-        size: cell.size,
         duration: settings.duration,
         warmup: settings.warmup,
         pipeline: cell.pipeline,
@@ -252,8 +248,7 @@ fn load_config(settings: &Settings, cell: &Cell, addr: std::net::SocketAddr) -> 
         client_threads: settings.client_threads,
         client_cpu: settings.pinned.then_some(0),
         spin: settings.spin,
-        progress: false,
-        sample_every: None,
+        ..LoadConfig::new(addr, settings.mode, cell.connections, cell.size)
     }
 }
 
