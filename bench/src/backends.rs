@@ -3,10 +3,11 @@
 //!
 //! Adding a backend means writing its crate, adding its dependency lines to
 //! the workspace's and this package's `Cargo.toml`, and adding one entry to
-//! [`for_each_backend!`]. The command line's `--backend` values, `list`,
-//! the log targets of `-v`, `compare`'s rows and every test that runs
-//! across the backends (conformance, lifecycle, faults, scale, thread exit,
-//! the CLI's lists, through [`every_backend!`]) follow from that entry.
+//! [`for_each_backend!`](crate::for_each_backend). The command line's
+//! `--backend` values, `list`, the log targets of `-v`, `compare`'s rows
+//! and every test that runs across the backends (conformance, lifecycle,
+//! faults, scale, thread exit, the CLI's lists, through
+//! [`every_backend!`](crate::every_backend)) follow from that entry.
 
 pub use backend_select::Poller;
 use echo_core::Backend;
@@ -110,8 +111,9 @@ macro_rules! for_each_backend {
 /// backend: `$suite!(variant, BackendName::X, Poller::Y, threads)`, so that
 /// test names read `backend::variant::...` and `cargo test mio::` runs one
 /// backend's part. The variants are each entry's `tests` in
-/// [`for_each_backend!`]: a backend whose `--threads` changes nothing runs
-/// with one thread, the others with one and two, select with each poller.
+/// [`for_each_backend!`](crate::for_each_backend): a backend whose
+/// `--threads` changes nothing runs with one thread, the others with one
+/// and two, select with each poller.
 ///
 /// `every_backend!(one_thread $suite)` expands only the one-thread
 /// variants, for suites too heavy to run twice per backend.

@@ -338,3 +338,61 @@ pub struct SoakArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_backend_is_a_backend_value_under_its_name() {
+        for backend in BackendName::ALL {
+            assert_eq!(backend.to_possible_value().unwrap().get_name(), backend.as_str());
+            let cli = Cli::try_parse_from(["echo-bench", "serve", "--backend", backend.as_str()]).unwrap();
+            match cli.command {
+                Some(Command::Serve(args)) => assert_eq!(args.server.backend, backend),
+                other => panic!("parsed as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn counts_must_be_positive() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["echo-bench", "serve"].iter().chain(args));
+        assert!(parse(&["--threads", "0"]).is_err());
+        assert!(parse(&["--threads", "65536"]).is_err());
+        assert!(parse(&["--read-size", "0"]).is_err());
+        assert!(parse(&["--max-connections", "-1"]).is_err());
+        let cli = parse(&["--threads", "3", "--max-line", "7"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
+        assert_eq!((args.server.threads, args.server.max_line), (3, 7));
+    }
+
+    #[test]
+    fn server_args_round_trip_through_the_serve_argv() {
+        let cli = Cli::try_parse_from([
+            "echo-bench",
+            "serve",
+            "--backend",
+            BackendName::ALL[0].as_str(),
+            "--mode",
+            "line",
+            "--poller",
+            "poll",
+            "--threads",
+            "2",
+            "--max-connections",
+            "9",
+            "--idle-timeout",
+            "1s 500ms",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
+        let spec = args.server.spec();
+        let again = Cli::try_parse_from(
+            ["echo-bench".to_owned(), "serve".to_owned()].into_iter().chain(spec.serve_args()),
+        )
+        .unwrap();
+        let Some(Command::Serve(again)) = again.command else { panic!("not serve") };
+        assert_eq!(again.server.spec(), spec);
+    }
+}
