@@ -252,8 +252,16 @@ pub fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
 }
 
 /// Descriptors process `pid` has open.
+///
+/// Counted by listing `/proc/PID/fd`, not with `procfs`'s
+/// `Process::fd_count`: on Linux 6.2 and later that reads the directory's
+/// size, which counts descriptor numbers reserved but not yet in use, and a
+/// thread blocked in accept(2) holds one. A server's count would then move
+/// by one as its acceptor enters and leaves accept(2), and a count taken
+/// before it first blocks would never be seen again (the scale test waits
+/// for exactly that).
 pub fn fd_count(pid: u32) -> io::Result<usize> {
-    process(pid)?.fd_count().map_err(io_error)
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
 /// Pins the calling thread (and threads it starts later) to `cpu`.
