@@ -9,7 +9,7 @@ use async_executor::Executor;
 use async_std::channel;
 use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, nothing_to_wake};
 
-use crate::accept;
+use crate::runtime::AsyncStd;
 
 /// The name of every thread this backend starts, as `ps -T` shows it.
 const THREAD_NAME: &str = "echo-async-std";
@@ -46,9 +46,9 @@ pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<
         })
         .collect::<io::Result<Vec<JoinHandle<()>>>>()?;
 
-    let serve = accept::run(
+    let serve = echo_core::runtime::serve(
+        AsyncStd(Arc::clone(&executor)),
         listener,
-        Arc::clone(&executor),
         Arc::new(config.clone()),
         Arc::clone(&stats),
         Arc::clone(&signal),

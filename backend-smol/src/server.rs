@@ -8,7 +8,7 @@ use std::thread::{self, JoinHandle};
 use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, nothing_to_wake};
 use smol::{Async, Executor, channel};
 
-use crate::accept;
+use crate::runtime::Smol;
 
 /// The name of every thread this backend starts, as `ps -T` shows it.
 const THREAD_NAME: &str = "echo-smol";
@@ -48,9 +48,9 @@ pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<
         })
         .collect::<io::Result<Vec<JoinHandle<()>>>>()?;
 
-    let serve = accept::run(
+    let serve = echo_core::runtime::serve(
+        Smol(Arc::clone(&executor)),
         listener,
-        Arc::clone(&executor),
         Arc::new(config.clone()),
         Arc::clone(&stats),
         Arc::clone(&signal),

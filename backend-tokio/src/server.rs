@@ -10,7 +10,7 @@ use std::time::Duration;
 use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, nothing_to_wake};
 use tokio::runtime::{Builder, Runtime};
 
-use crate::accept;
+use crate::runtime::Tokio;
 
 /// The name of every thread this backend starts, as `ps -T` shows it.
 const THREAD_NAME: &str = "echo-tokio";
@@ -35,7 +35,13 @@ pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<
     let stats = Arc::new(Stats::default());
     let signal = Arc::new(ShutdownSignal::default());
     let wake = nothing_to_wake();
-    let serve = accept::run(listener, Arc::new(config.clone()), Arc::clone(&stats), Arc::clone(&signal));
+    let serve = echo_core::runtime::serve(
+        Tokio,
+        listener,
+        Arc::new(config.clone()),
+        Arc::clone(&stats),
+        Arc::clone(&signal),
+    );
     let deadline_signal = Arc::clone(&signal);
     let thread = thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {
         runtime.block_on(serve);

@@ -23,13 +23,15 @@ pub mod conformance;
 pub mod connection;
 pub mod listener;
 pub mod protocol;
+pub mod runtime;
 pub mod stats;
 pub mod tasks;
 
-pub use accept::AcceptBackoff;
-pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, Waker, nothing_to_wake};
-pub use connection::{CloseReason, Connection};
+pub use accept::{AcceptBackoff, set_nodelay};
+pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, WakeFn, nothing_to_wake};
+pub use connection::{CloseReason, Connection, Interest};
 pub use listener::bind;
 pub use protocol::{Mode, Session};
+pub use runtime::Runtime;
 pub use stats::{Stats, StatsSnapshot};
 pub use tasks::{TaskToken, TaskTracker};
