@@ -56,21 +56,6 @@
 mod runtime;
 mod server;
 
-use std::io;
-use std::net::TcpListener;
-
-use echo_core::{Backend, Server, ServerConfig};
-
 /// The async-std backend, named `async-std` on the command line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AsyncStdBackend;
-
-impl Backend for AsyncStdBackend {
-    fn name(&self) -> &'static str {
-        "async-std"
-    }
-
-    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
-        server::spawn(listener, config)
-    }
-}

@@ -22,8 +22,12 @@ impl Runtime for AsyncStd {
     type Listener = TcpListener;
     type Stream = TcpStream;
 
-    fn accept(listener: &TcpListener) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
-        listener.accept()
+    /// async-std's `TcpStream` has no way to wait for input without reading
+    /// it (the `Async` inside is private), so this says "maybe" at once and
+    /// the next read finds out: after a short read, one read more than on
+    /// smol or tokio, which returns `WouldBlock` and then registers.
+    fn poll_readable(_: &mut TcpStream, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
     /// async-std reads first and registers for readability only on
@@ -36,12 +40,8 @@ impl Runtime for AsyncStd {
         Pin::new(&mut &*stream).poll_write(cx, buf)
     }
 
-    /// async-std's `TcpStream` has no way to wait for input without reading
-    /// it (the `Async` inside is private), so this says "maybe" at once and
-    /// the next read finds out: after a short read, one read more than on
-    /// smol or tokio, which returns `WouldBlock` and then registers.
-    fn poll_readable(_: &mut TcpStream, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn accept(listener: &TcpListener) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
+        listener.accept()
     }
 
     fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send {

@@ -41,21 +41,6 @@
 mod runtime;
 mod server;
 
-use std::io;
-use std::net::TcpListener;
-
-use echo_core::{Backend, Server, ServerConfig};
-
 /// The smol backend, named `smol` on the command line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SmolBackend;
-
-impl Backend for SmolBackend {
-    fn name(&self) -> &'static str {
-        "smol"
-    }
-
-    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
-        server::spawn(listener, config)
-    }
-}

@@ -40,21 +40,6 @@
 mod runtime;
 mod server;
 
-use std::io;
-use std::net::TcpListener;
-
-use echo_core::{Backend, Server, ServerConfig};
-
 /// The tokio backend, named `tokio` on the command line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioBackend;
-
-impl Backend for TokioBackend {
-    fn name(&self) -> &'static str {
-        "tokio"
-    }
-
-    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
-        server::spawn(listener, config)
-    }
-}

@@ -2,6 +2,7 @@
 //! spawns a task for each, and on shutdown closes the listener and waits for
 //! the tasks.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,13 +13,46 @@ use crate::{AcceptBackoff, Connection, ServerConfig, ShutdownSignal, Stats, Task
 /// closes itself at the deadline; this only covers the last wake-ups.
 const DEADLINE_SLACK: Duration = Duration::from_millis(200);
 
-/// Accepts on `listener` until shutdown, spawning a connection task on
-/// `runtime` for each connection admitted, then waits (until the drain
-/// deadline) for every connection task to finish.
+/// The accept loop of one server: accepts on `listener` until `shutdown`,
+/// spawning a connection task on `runtime` for each connection admitted,
+/// then waits (until the drain deadline) for every connection task to
+/// finish.
 ///
-/// A backend runs this as its one top-level task and stops its threads when
-/// it returns; whatever task is left then is dropped with the runtime.
-pub async fn serve<R: Runtime>(
+/// A backend runs this as its one top-level task (or has [`spawn`] do it)
+/// and stops its threads when it returns; whatever task is left then is
+/// dropped with the runtime.
+pub fn serve<R: Runtime>(
+    runtime: R,
+    listener: R::Listener,
+    config: &ServerConfig,
+    stats: &Arc<Stats>,
+    shutdown: &Arc<ShutdownSignal>,
+) -> impl Future<Output = ()> + Send + 'static {
+    accept_loop(runtime, listener, Arc::new(config.clone()), Arc::clone(stats), Arc::clone(shutdown))
+}
+
+/// Spawns [`serve`] on `runtime` itself. The threads that run the runtime's
+/// tasks run until the returned tracker's
+/// [`all_done`](TaskTracker::all_done) resolves, which is once the accept
+/// loop has returned.
+pub fn spawn<R: Runtime + Clone>(
+    runtime: R,
+    listener: R::Listener,
+    config: &ServerConfig,
+    stats: &Arc<Stats>,
+    shutdown: &Arc<ShutdownSignal>,
+) -> TaskTracker {
+    let accepting = TaskTracker::default();
+    let token = accepting.token();
+    let serve = serve(runtime.clone(), listener, config, stats, shutdown);
+    runtime.spawn(async move {
+        serve.await;
+        drop(token);
+    });
+    accepting
+}
+
+async fn accept_loop<R: Runtime>(
     runtime: R,
     listener: R::Listener,
     config: Arc<ServerConfig>,

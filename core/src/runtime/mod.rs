@@ -20,7 +20,7 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-pub use accept::serve;
+pub use accept::{serve, spawn};
 
 /// What a task-per-connection runtime must provide for core's loops to run
 /// on it.
