@@ -1,10 +1,13 @@
 //! The parts every echo-bench backend shares: the echo protocol as a sans-IO
 //! session, the per-connection state machine, the [`Backend`] trait and its
-//! [`Server`] handle, binding, and the conformance suite that proves a
-//! server speaks the protocol.
+//! [`Server`] handle, binding, socket setup and the accept loop's error
+//! policy ([`accept`]), the one connection loop of the task-per-connection
+//! engines ([`runtime`]), and the conformance suite that proves a server
+//! speaks the protocol.
 //!
-//! This crate does no I/O of its own, apart from binding a listener and the
-//! blocking clients of the conformance suite; it has no runtime.
+//! This crate has no runtime: [`runtime`]'s loops do their I/O only through
+//! the small [`Runtime`] adapter a backend supplies. Apart from that it
+//! binds listeners and runs the blocking clients of the conformance suite.
 //!
 //! ```
 //! use echo_core::protocol::{Mode, Session};
