@@ -48,6 +48,10 @@ pub use accept::{serve, spawn};
 ///   deadline and cost nothing once dropped.
 /// - [`Runtime::yield_now`] returns `Pending` once, having arranged to be
 ///   polled again after the runtime's other ready tasks had a turn.
+/// - [`Runtime::accept`] hands back `accept`'s errors as they are
+///   (`EINTR`, `EMFILE`, ...), retrying none: the accept loop applies
+///   [`AcceptBackoff`](crate::AcceptBackoff)'s policy, the same for every
+///   backend.
 /// - [`Runtime::spawn`] runs a task to completion on the server's own
 ///   threads, detached; the tasks still running when the runtime is dropped
 ///   are dropped with it, which closes their sockets and counts them.
