@@ -193,3 +193,111 @@ fn poll_step<R: Runtime>(
     }
     if moved { Poll::Ready(Ok(input)) } else { Poll::Pending }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::fs::File;
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+    use super::*;
+    use crate::tasks::test_executor::poll_once;
+    use crate::{ServerConfig, Stats, TaskTracker};
+
+    thread_local! {
+        static READS: Cell<u32> = const { Cell::new(0) };
+        static YIELDS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// A socket that always has input and always takes output: a client
+    /// streaming both ways at full speed. The descriptor is only there for
+    /// `AsFd`; nothing reads it.
+    struct Busy(OwnedFd);
+
+    impl AsFd for Busy {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+    }
+
+    /// A runtime whose socket is always ready and whose timers never fire.
+    struct AlwaysReady;
+
+    impl Runtime for AlwaysReady {
+        type Listener = ();
+        type Stream = Busy;
+
+        fn accept(_: &()) -> impl Future<Output = io::Result<(Busy, SocketAddr)>> + Send {
+            std::future::pending()
+        }
+
+        fn poll_read(_: &mut Busy, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+            // Busy for a while, so that a loop that never yields fails the
+            // test below instead of hanging it. No waker: nothing wakes it.
+            if READS.get() == 1000 {
+                return Poll::Pending;
+            }
+            READS.set(READS.get() + 1);
+            // Short, as most reads are: the loop then asks poll_readable.
+            let n = buf.len().min(10);
+            buf[..n].fill(b'a');
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write(_: &mut Busy, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_readable(_: &mut Busy, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn sleep_until(_: Instant) -> impl Future<Output = ()> + Send {
+            std::future::pending()
+        }
+
+        fn yield_now() -> impl Future<Output = ()> + Send {
+            YIELDS.set(YIELDS.get() + 1);
+            let mut yielded = false;
+            poll_fn(move |cx| {
+                if yielded {
+                    return Poll::Ready(());
+                }
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            })
+        }
+
+        fn spawn(&self, _: impl Future<Output = ()> + Send + 'static) {}
+    }
+
+    #[test]
+    fn a_busy_socket_yields_after_each_turn_and_shutdown_still_wins() {
+        let stats = Arc::new(Stats::default());
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        let conn = Connection::admit(peer, &ServerConfig::default(), &stats).unwrap();
+        let shutdown = Arc::new(ShutdownSignal::default());
+        let tracker = TaskTracker::default();
+        let stream = Busy(File::open("/dev/null").unwrap().into());
+        let mut task =
+            Box::pin(serve::<AlwaysReady>(stream, conn, None, Arc::clone(&shutdown), tracker.token()));
+
+        // Each poll runs one turn of steps, then gives the thread back.
+        assert!(poll_once(&mut task).is_pending());
+        assert_eq!((READS.get(), YIELDS.get()), (TURN_BUDGET, 1));
+        assert!(poll_once(&mut task).is_pending());
+        assert_eq!((READS.get(), YIELDS.get()), (2 * TURN_BUDGET, 2));
+
+        shutdown.trigger(Duration::from_secs(1));
+        assert!(poll_once(&mut task).is_ready(), "every reply was written: the drain ends at once");
+        assert_eq!(READS.get(), 2 * TURN_BUDGET, "nothing more is read once shutdown began");
+        drop(task);
+        assert_eq!(tracker.live(), 0);
+        // 64 reads of 10 bytes, each answered with `GOT:` and those bytes.
+        let s = stats.snapshot();
+        assert_eq!((s.closed, s.bytes_in, s.bytes_out), (1, 640, 896));
+    }
+}
