@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::Weak;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,8 +15,12 @@ use futures_lite::{AsyncRead, AsyncWrite};
 
 /// Spawns on the server's own executor (see the crate docs for why not on
 /// async-std's global one).
+///
+/// Weak, because the accept loop, which holds it, is a task of that very
+/// executor: a strong handle would keep both alive for ever if no thread
+/// ever ran them (a server whose first thread could not start).
 #[derive(Clone, Debug)]
-pub(crate) struct AsyncStd(pub(crate) Arc<Executor<'static>>);
+pub(crate) struct AsyncStd(pub(crate) Weak<Executor<'static>>);
 
 impl Runtime for AsyncStd {
     type Listener = TcpListener;
@@ -53,6 +57,10 @@ impl Runtime for AsyncStd {
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.0.spawn(task).detach();
+        // Gone only once every server thread has exited: the task would be
+        // dropped with the executor anyway.
+        if let Some(executor) = self.0.upgrade() {
+            executor.spawn(task).detach();
+        }
     }
 }

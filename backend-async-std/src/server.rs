@@ -30,7 +30,7 @@ impl Backend for AsyncStdBackend {
 
         // Every thread runs the executor until the accept loop, its one
         // long-lived task, has returned.
-        let runtime = AsyncStd(Arc::clone(&executor));
+        let runtime = AsyncStd(Arc::downgrade(&executor));
         let accepting = echo_core::runtime::spawn(runtime, listener, config, &stats, &signal);
         let threads = config.threads.max(1);
         let workers = (0..threads).map(|_| {

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::Weak;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -14,8 +14,12 @@ use smol::io::{AsyncRead, AsyncWrite};
 use smol::{Async, Executor, Timer};
 
 /// Spawns on the server's own executor.
+///
+/// Weak, because the accept loop, which holds it, is a task of that very
+/// executor: a strong handle would keep both alive for ever if no thread
+/// ever ran them (a server whose first thread could not start).
 #[derive(Clone, Debug)]
-pub(crate) struct Smol(pub(crate) Arc<Executor<'static>>);
+pub(crate) struct Smol(pub(crate) Weak<Executor<'static>>);
 
 impl Runtime for Smol {
     type Listener = Async<TcpListener>;
@@ -64,6 +68,10 @@ impl Runtime for Smol {
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.0.spawn(task).detach();
+        // Gone only once every server thread has exited: the task would be
+        // dropped with the executor anyway.
+        if let Some(executor) = self.0.upgrade() {
+            executor.spawn(task).detach();
+        }
     }
 }

@@ -30,7 +30,7 @@ impl Backend for SmolBackend {
         // The accept loop is the one task that outlives every other; the
         // threads run the executor until it has returned.
         let accepting =
-            echo_core::runtime::spawn(Smol(Arc::clone(&executor)), listener, config, &stats, &signal);
+            echo_core::runtime::spawn(Smol(Arc::downgrade(&executor)), listener, config, &stats, &signal);
         let workers = (0..config.threads.max(1)).map(|_| {
             let (executor, accepting) = (Arc::clone(&executor), accepting.clone());
             // `smol::block_on` also drives the reactor while this thread has
