@@ -3,10 +3,11 @@
 //! async-std is discontinued upstream (its README points to smol); this
 //! backend stays because it is asked for.
 //!
-//! Each connection is a task that drives an [`echo_core::Connection`], which
-//! holds the protocol, the output watermarks, the counters and the log
-//! lines: this crate only moves bytes between that state and the socket,
-//! with async-std's `TcpListener` / `TcpStream`, timers and `block_on`.
+//! Each connection is a task running core's one connection loop
+//! ([`echo_core::runtime`]), shared with tokio and smol: this crate only
+//! starts the executor threads and adapts async-std to that loop, with
+//! async-std's `TcpListener` / `TcpStream`, timers, `yield_now` and
+//! `block_on`.
 //!
 //! # What `threads` controls
 //!
@@ -52,25 +53,9 @@
 //! [async-std]: https://docs.rs/async-std
 #![forbid(unsafe_code)]
 
-mod accept;
-mod connection;
+mod runtime;
 mod server;
-
-use std::io;
-use std::net::TcpListener;
-
-use echo_core::{Backend, Server, ServerConfig};
 
 /// The async-std backend, named `async-std` on the command line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AsyncStdBackend;
-
-impl Backend for AsyncStdBackend {
-    fn name(&self) -> &'static str {
-        "async-std"
-    }
-
-    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
-        server::spawn(listener, config)
-    }
-}

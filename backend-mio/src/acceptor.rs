@@ -10,7 +10,7 @@ use echo_core::{AcceptBackoff, Connection, ServerConfig, Stats};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token, Waker};
 
-use crate::errors::{interrupted, would_block};
+use crate::errors::would_block;
 
 /// An accepted, admitted socket on its way to the loop that will serve it.
 #[derive(Debug)]
@@ -108,11 +108,10 @@ impl Acceptor {
             let (socket, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(err) if would_block(&err) => break,
-                Err(err) if interrupted(&err) => continue,
                 Err(err) => match self.backoff.failed(&err, stats) {
-                    // Out of descriptors or memory: the connection stays in
-                    // the backlog and the listener stays readable, so
-                    // retrying now would spin. Pause instead.
+                    // Out of descriptors or memory, or an error that keeps
+                    // coming: the listener stays readable, so retrying now
+                    // would spin. Pause instead.
                     Some(delay) => {
                         // Ignored: failing, it leaves the listener unwatched
                         // all the same, which is what we want.
@@ -120,17 +119,15 @@ impl Acceptor {
                         self.retry_at = Some(Instant::now() + delay);
                         break;
                     }
-                    // That one connection failed (reset while queued, say).
+                    // Interrupted, or that one connection failed (reset
+                    // while queued, say): accept the next.
                     None => continue,
                 },
             };
             self.backoff.succeeded();
             // Over the connection limit: dropping the socket closes it.
             let Some(state) = Connection::admit(peer, config, stats) else { continue };
-            if let Err(err) = socket.set_nodelay(true) {
-                // Only latency suffers; the connection still works.
-                tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
-            }
+            echo_core::set_nodelay(&socket, peer);
             self.deal(Handoff { socket, state }, &mut keep);
         }
         for (sibling, wake) in self.siblings.iter().zip(&mut self.to_wake) {

@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use echo_core::Connection;
+use echo_core::{CloseReason, Connection};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -136,7 +136,7 @@ impl Conn {
                     Err(err) if would_block(&err) => self.readable = false,
                     Err(err) if interrupted(&err) => {}
                     Err(err) => {
-                        self.state.failed(&err);
+                        self.state.abort(CloseReason::Error(err.kind()));
                         return Turn::Idle;
                     }
                 }
@@ -144,14 +144,14 @@ impl Conn {
             while self.writable && self.state.wants_write() {
                 match self.socket.write(self.state.pending()) {
                     Ok(0) => {
-                        self.state.failed(&io::ErrorKind::WriteZero.into());
+                        self.state.abort(CloseReason::Error(io::ErrorKind::WriteZero));
                         return Turn::Idle;
                     }
                     Ok(n) => self.state.wrote(n),
                     Err(err) if would_block(&err) => self.writable = false,
                     Err(err) if interrupted(&err) => {}
                     Err(err) => {
-                        self.state.failed(&err);
+                        self.state.abort(CloseReason::Error(err.kind()));
                         return Turn::Idle;
                     }
                 }
@@ -172,13 +172,10 @@ impl Conn {
     /// will not read), WRITABLE only while replies are pending (an idle
     /// socket is always writable and would wake us for nothing).
     pub(crate) fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        let wanted = match (self.state.wants_read(), self.state.wants_write()) {
-            (true, true) => Interest::READABLE | Interest::WRITABLE,
-            (false, true) => Interest::WRITABLE,
-            // Neither (a connection the core paused with nothing to write)
-            // is not something mio can register; READABLE keeps it
-            // registered, and edge-triggered events cannot make it spin.
-            (_, false) => Interest::READABLE,
+        let wanted = match self.state.interest() {
+            echo_core::Interest::Both => Interest::READABLE | Interest::WRITABLE,
+            echo_core::Interest::Write => Interest::WRITABLE,
+            echo_core::Interest::Read => Interest::READABLE,
         };
         if wanted != self.interest {
             registry.reregister(&mut self.socket, token, wanted)?;

@@ -192,7 +192,7 @@ impl EventLoop {
         }
         if !conn.state.is_finished() {
             let Err(err) = conn.update_interest(self.poll.registry(), Token(key)) else { return };
-            conn.state.failed(&err);
+            conn.state.abort(CloseReason::Error(err.kind()));
         }
         // Dropping the socket closes it, which also removes it from the
         // poller; no separate deregister call is needed.
@@ -252,6 +252,6 @@ fn adopt(conns: &mut Slab<Conn>, registry: &Registry, handoff: Handoff) {
         Ok(()) => {
             entry.insert(conn);
         }
-        Err(err) => conn.state.failed(&err),
+        Err(err) => conn.state.abort(CloseReason::Error(err.kind())),
     }
 }

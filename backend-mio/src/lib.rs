@@ -126,7 +126,7 @@ impl Backend for MioBackend {
         let acceptor = Acceptor::register(listener, siblings, first.registry(), SERVER)?;
         first.set_acceptor(acceptor);
 
-        let wake: echo_core::Waker = Box::new(move || {
+        let wake: echo_core::WakeFn = Box::new(move || {
             for waker in &wakers {
                 if let Err(err) = waker.wake() {
                     tracing::warn!(error = %err, "cannot wake an event loop");

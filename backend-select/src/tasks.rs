@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use echo_core::{AcceptBackoff, CloseReason, Connection, ServerConfig, ShutdownSignal, Stats};
+use echo_core::{AcceptBackoff, CloseReason, Connection, Interest, ServerConfig, ShutdownSignal, Stats};
 
 use crate::Poller;
 use crate::scheduler::{Handle, Scheduler};
@@ -82,9 +82,10 @@ async fn tcp_server(server: Rc<ServerState>, listener: TcpListener) {
             // The backlog is empty (or readiness was spurious): the seed's
             // `yield 'recv', sock`.
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => server.handle.readable(fd, None).await,
-            // std's accept already retried EINTR; anything else is either one
-            // connection's problem (go on) or a lack of descriptors or memory
-            // (stop watching the listener for a while, so as not to spin).
+            // Core's policy decides: go on at once (one connection's
+            // problem), or stop watching the listener for a while (out of
+            // descriptors or memory, or an error that repeats), so as not
+            // to spin.
             Err(err) => {
                 if let Some(delay) = backoff.failed(&err, &server.stats) {
                     server.handle.sleep(fd, Some(Instant::now() + delay)).await;
@@ -109,10 +110,11 @@ impl ServerState {
         let Some(mut conn) = Connection::admit(peer, &self.config, &self.stats) else {
             return;
         };
-        if let Err(err) = stream.set_nonblocking(true).and_then(|()| stream.set_nodelay(true)) {
-            conn.failed(&err);
+        if let Err(err) = stream.set_nonblocking(true) {
+            conn.abort(CloseReason::Error(err.kind()));
             return;
         }
+        echo_core::set_nodelay(&stream, peer);
         self.handle.spawn(echo_handler(Rc::clone(self), stream, conn));
     }
 }
@@ -156,17 +158,14 @@ async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Conn
             Ok(Step::Blocked) => {
                 let until = earliest(idle_deadline, server.signal.deadline());
                 let handle = &server.handle;
-                match (conn.wants_read(), conn.wants_write()) {
-                    (true, true) => handle.readable_or_writable(fd, until).await,
-                    (true, false) => handle.readable(fd, until).await,
-                    (false, true) => handle.writable(fd, until).await,
-                    // Paused by the watermark with nothing left to write:
-                    // only a deadline or shutdown can change anything.
-                    (false, false) => handle.sleep(fd, until).await,
+                match conn.interest() {
+                    Interest::Both => handle.readable_or_writable(fd, until).await,
+                    Interest::Read => handle.readable(fd, until).await,
+                    Interest::Write => handle.writable(fd, until).await,
                 }
             }
             Err(err) => {
-                conn.failed(&err);
+                conn.abort(CloseReason::Error(err.kind()));
                 return;
             }
         }

@@ -4,9 +4,9 @@
 //! Each of the `config.threads` threads runs the same [`smol::Executor`]
 //! (and, whenever it has nothing to run, drives async-io's reactor), so
 //! `threads` really is how many threads serve connections. Each connection
-//! is a task that drives an [`echo_core::Connection`], which holds the
-//! protocol, the output watermarks, the counters and the log lines: this
-//! crate only moves bytes between that state and the socket.
+//! is a task running core's one connection loop ([`echo_core::runtime`]),
+//! shared with tokio and async-std: this crate only starts the executor
+//! threads and adapts smol to that loop (readiness, timers, spawn, yield).
 //!
 //! What it does not do: bind (core's [`echo_core::bind`] does, once for every
 //! backend), parse a command line, or install signal handlers; the caller
@@ -38,25 +38,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod accept;
-mod connection;
+mod runtime;
 mod server;
-
-use std::io;
-use std::net::TcpListener;
-
-use echo_core::{Backend, Server, ServerConfig};
 
 /// The smol backend, named `smol` on the command line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SmolBackend;
-
-impl Backend for SmolBackend {
-    fn name(&self) -> &'static str {
-        "smol"
-    }
-
-    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
-        server::spawn(listener, config)
-    }
-}

@@ -1,7 +1,6 @@
 //! The acceptor thread: accepts, admits, starts a thread per connection, and
 //! on shutdown wakes those threads and joins every one of them.
 
-use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
@@ -57,11 +56,10 @@ pub(crate) fn run(
                 backoff.succeeded();
                 threads.start(stream, peer);
             }
-            // A signal arrived during the call: nothing failed, try again.
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => {
-                // Out of descriptors or memory: the pending connection stays
-                // queued, so accepting again at once would fail again at once.
+                // Core's policy: go on at once (a signal, one connection's
+                // error), or pause when accepting again at once would fail
+                // again at once (out of descriptors, an error that repeats).
                 if let Some(delay) = backoff.failed(&err, &stats) {
                     pause(delay, &signal);
                 }
@@ -202,9 +200,9 @@ impl Threads {
     }
 
     /// Stops every connection thread from reading: shuts down for reading
-    /// the sockets of the threads in a read, and only those, and unparks
-    /// every thread (see `shutdown.rs` for what each one then does). A
-    /// thread blocked in a write is left to flush until the deadline.
+    /// the sockets of the threads in a read, and only those (see
+    /// `shutdown.rs` for what each one then does). A thread blocked in a
+    /// write is left to flush until the deadline.
     fn wake_readers(&self) {
         for running in &self.running {
             if let Some(socket) = running.socket.upgrade() {
@@ -214,7 +212,6 @@ impl Threads {
                     let _ = socket.stream.shutdown(Shutdown::Read);
                 }
             }
-            running.thread.thread().unpark();
         }
     }
 
@@ -225,7 +222,6 @@ impl Threads {
                 // As above: fails only if no thread is blocked on it.
                 let _ = socket.stream.shutdown(Shutdown::Both);
             }
-            running.thread.thread().unpark();
         }
     }
 }

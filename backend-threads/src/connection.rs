@@ -5,8 +5,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use echo_core::{CloseReason, Connection, ShutdownSignal};
 
@@ -38,7 +37,7 @@ pub(crate) fn run(
 ) {
     configure(&socket.stream, &conn, idle);
     let mut buf = vec![0; conn.read_limit()];
-    serve(&socket, &mut conn, &mut buf, idle, signal);
+    serve(&socket, &mut conn, &mut buf, signal);
     // Send the FIN now rather than when the last handle is dropped: the
     // acceptor may hold one for a moment during shutdown. After a failure
     // this fails too, which changes nothing.
@@ -55,10 +54,7 @@ pub(crate) fn run(
 /// timeouts, so a blocked call returns when the peer has gone quiet.
 fn configure(stream: &TcpStream, conn: &Connection, idle: Option<Duration>) {
     let peer = conn.peer();
-    if let Err(err) = stream.set_nodelay(true) {
-        // Only latency suffers; the connection is still served.
-        tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
-    }
+    echo_core::set_nodelay(stream, peer);
     // std refuses a zero timeout (it would mean "none" to the kernel); the
     // shortest one it takes is the closest to "close at once".
     let idle = idle.map(|idle| idle.max(Duration::from_millis(1)));
@@ -88,40 +84,29 @@ fn configure(stream: &TcpStream, conn: &Connection, idle: Option<Duration>) {
 /// timeout and shutdown's deadline still end it. A client that reads while
 /// it writes, as the conformance suite's slow reader does, always frees
 /// room for the blocked write eventually.
-fn serve(
-    socket: &Socket,
-    conn: &mut Connection,
-    buf: &mut [u8],
-    idle: Option<Duration>,
-    signal: &ShutdownSignal,
-) {
-    let stream = &socket.stream;
-    let mut last_input = Instant::now();
+fn serve(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &ShutdownSignal) {
     while !conn.is_finished() {
         if signal.is_triggered() {
             // Answer what was already read, but read nothing more.
             conn.drain();
         }
+        // Not reading means replies are pending (see
+        // `Connection::interest`), which the write below moves on.
         if conn.wants_read() {
-            if read(socket, conn, buf, signal) {
-                last_input = Instant::now();
-            }
-        } else if !conn.wants_write() {
-            stalled(conn, signal, idle.map(|idle| last_input + idle));
+            read(socket, conn, buf, signal);
         }
-        write_pending(stream, conn, signal);
+        write_pending(&socket.stream, conn, signal);
     }
 }
 
-/// One blocking read, its outcome handed to `conn`. Returns whether input
-/// arrived (end of input included).
-fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &ShutdownSignal) -> bool {
+/// One blocking read, its outcome handed to `conn`.
+fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &ShutdownSignal) {
     // Shutdown wakes a thread blocked in read only if it is marked reading,
     // so the mark comes first; once shutdown has begun the gate stays shut,
     // and this thread only drains.
     if !socket.gate.enter() {
         conn.drain();
-        return false;
+        return;
     }
     let result = (&socket.stream).read(buf);
     socket.gate.leave();
@@ -130,19 +115,15 @@ fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &Shutdow
         // reading, which is not the peer's end of input: drain, so that
         // `line` mode does not answer a partial line as if it were whole.
         Ok(0) if signal.is_triggered() => conn.drain(),
-        Ok(n) => {
-            conn.received(&buf[..n]);
-            return true;
-        }
+        Ok(n) => conn.received(&buf[..n]),
         // A signal arrived during the call: nothing failed, read again.
         Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
         // The read timeout, which is the idle timeout, passed.
         Err(err) if timed_out(&err) && signal.is_triggered() => conn.drain(),
         Err(err) if timed_out(&err) => conn.abort(CloseReason::Idle),
         Err(_) if signal.is_expired() => conn.abort(CloseReason::Shutdown),
-        Err(err) => conn.failed(&err),
+        Err(err) => conn.abort(CloseReason::Error(err.kind())),
     }
-    false
 }
 
 /// Writes every pending reply byte, continuing partial writes, unless the
@@ -155,7 +136,7 @@ fn write_pending(mut stream: &TcpStream, conn: &mut Connection, signal: &Shutdow
             return;
         }
         match stream.write(conn.pending()) {
-            Ok(0) => conn.failed(&io::ErrorKind::WriteZero.into()),
+            Ok(0) => conn.abort(CloseReason::Error(io::ErrorKind::WriteZero)),
             Ok(n) => conn.wrote(n),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             // While draining, the write timeout only bounds each wait; the
@@ -166,7 +147,7 @@ fn write_pending(mut stream: &TcpStream, conn: &mut Connection, signal: &Shutdow
             Err(err) if timed_out(&err) => conn.abort(CloseReason::Idle),
             // Shutdown cut the socket off at the deadline (see `shutdown.rs`).
             Err(_) if signal.is_expired() => conn.abort(CloseReason::Shutdown),
-            Err(err) => conn.failed(&err),
+            Err(err) => conn.abort(CloseReason::Error(err.kind())),
         }
     }
 }
@@ -216,32 +197,6 @@ fn input_left(stream: &TcpStream) -> bool {
     // once, which ends it: a close as before, never a spin.
     let _ = stream.set_nonblocking(false);
     left
-}
-
-/// Neither reading nor writing is allowed. Core pauses reading only while
-/// replies are pending, so this cannot happen today; should that change, the
-/// thread waits here, without spinning, for shutdown (the acceptor unparks
-/// every connection thread) or the idle deadline, as the task-based backends
-/// do, rather than looping on a connection that has nothing to do.
-fn stalled(conn: &mut Connection, signal: &ShutdownSignal, idle_at: Option<Instant>) {
-    // A loop, because `park` may return for no reason.
-    loop {
-        if signal.is_triggered() {
-            conn.drain();
-            return;
-        }
-        match idle_at {
-            None => thread::park(),
-            Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    conn.abort(CloseReason::Idle);
-                    return;
-                }
-                thread::park_timeout(left);
-            }
-        }
-    }
 }
 
 /// Whether `err` is a socket timeout: `WouldBlock` on Unix (`EAGAIN`),

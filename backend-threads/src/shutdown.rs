@@ -25,8 +25,6 @@
 //!   close that follows the drain (see `connection::linger`) long before the
 //!   client closes or the deadline comes. A [`ReadGate`] per connection
 //!   tells the acceptor which threads are reading.
-//! - A connection thread parked because it may neither read nor write: the
-//!   acceptor unparks every connection thread.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -34,7 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use echo_core::Waker;
+use echo_core::WakeFn;
 use socket2::SockRef;
 
 /// How long the fallback wake-up connection may take. If the backlog is so
@@ -49,7 +47,7 @@ const WAKE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// and dropped, so the socket is closed as soon as the acceptor drops its
 /// own handle; `Server` calls the waker again when dropped, which then does
 /// nothing.
-pub(crate) fn waker(listener: TcpListener, addr: SocketAddr, acceptor: Thread) -> Waker {
+pub(crate) fn waker(listener: TcpListener, addr: SocketAddr, acceptor: Thread) -> WakeFn {
     let listener = Mutex::new(Some(listener));
     Box::new(move || {
         // Out of a back-off sleep. An unpark before the park is kept, so this

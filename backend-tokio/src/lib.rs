@@ -6,9 +6,9 @@
 //! workers, driven from one more thread that runs the accept loop. Every one
 //! of those threads has exited when
 //! [`Server::shutdown`](echo_core::Server::shutdown) returns. Each connection is
-//! a task that drives an [`echo_core::Connection`], which holds the protocol,
-//! the output watermarks, the counters and the log lines: this crate only
-//! moves bytes between that state and the socket.
+//! a task running core's one connection loop ([`echo_core::runtime`]),
+//! shared with async-std and smol: this crate only builds the runtime and
+//! adapts it to that loop (readiness, timers, spawn, yield).
 //!
 //! What it does not do: bind (core's [`echo_core::bind`] does, once for every
 //! backend), parse a command line, or install signal handlers; the caller
@@ -37,25 +37,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod accept;
-mod connection;
+mod runtime;
 mod server;
-
-use std::io;
-use std::net::TcpListener;
-
-use echo_core::{Backend, Server, ServerConfig};
 
 /// The tokio backend, named `tokio` on the command line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioBackend;
-
-impl Backend for TokioBackend {
-    fn name(&self) -> &'static str {
-        "tokio"
-    }
-
-    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
-        server::spawn(listener, config)
-    }
-}

@@ -4,15 +4,16 @@
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
-use echo_core::{Server, ServerConfig, ShutdownSignal, Stats, nothing_to_wake};
+use echo_core::{Backend, Server, ServerConfig, ShutdownSignal, Stats, nothing_to_wake};
 use tokio::runtime::{Builder, Runtime};
 
-use crate::accept;
+use crate::TokioBackend;
+use crate::runtime::Tokio;
 
-/// The name of every thread this backend starts, as `ps -T` shows it.
+/// What the name of every thread this backend starts begins with, as
+/// `ps -T` shows it.
 const THREAD_NAME: &str = "echo-tokio";
 
 /// The least time given to the runtime's workers to exit after the accept
@@ -20,31 +21,44 @@ const THREAD_NAME: &str = "echo-tokio";
 /// workers only have to notice; the bound is for a task stuck in a poll.
 const WORKER_EXIT: Duration = Duration::from_millis(500);
 
-/// Serves `listener` on a runtime of `config.threads` threads.
-pub(crate) fn spawn(listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
-    let local_addr = listener.local_addr()?;
-    let runtime = build_runtime(config.threads)?;
-    // tokio needs a non-blocking socket, registered with this runtime's
-    // reactor, which `from_std` does from inside the runtime's context.
-    listener.set_nonblocking(true)?;
-    let listener = {
-        let _context = runtime.enter();
-        tokio::net::TcpListener::from_std(listener)?
-    };
+impl Backend for TokioBackend {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
 
-    let stats = Arc::new(Stats::default());
-    let signal = Arc::new(ShutdownSignal::default());
-    let wake = nothing_to_wake();
-    let serve = accept::run(listener, Arc::new(config.clone()), Arc::clone(&stats), Arc::clone(&signal));
-    let deadline_signal = Arc::clone(&signal);
-    let thread = thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {
-        runtime.block_on(serve);
-        // Drop the runtime here, on its own thread, and wait for its workers
-        // so that `Server::shutdown` returns only once they have exited.
-        runtime.shutdown_timeout(deadline_signal.time_left().max(WORKER_EXIT));
-    })?;
-    tracing::debug!(backend = "tokio", addr = %local_addr, threads = config.threads, "serving");
-    Ok(Server::new(local_addr, stats, signal, wake, vec![thread]))
+    fn spawn(&self, listener: TcpListener, config: &ServerConfig) -> io::Result<Server> {
+        let runtime = build_runtime(config.threads)?;
+        let local_addr = listener.local_addr()?;
+        // tokio needs a non-blocking socket, registered with this runtime's
+        // reactor, which `from_std` does from inside the runtime's context.
+        listener.set_nonblocking(true)?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+
+        let stats = Arc::new(Stats::default());
+        let signal = Arc::new(ShutdownSignal::default());
+        let serve = echo_core::runtime::serve(Tokio, listener, config, &stats, &signal);
+        let deadline_signal = Arc::clone(&signal);
+        let server_thread = move || {
+            runtime.block_on(serve);
+            // Drop the runtime here, on its own thread, and wait for its
+            // workers so that `Server::shutdown` returns only once they have
+            // exited.
+            runtime.shutdown_timeout(deadline_signal.time_left().max(WORKER_EXIT));
+        };
+        let server = Server::start_threads(
+            local_addr,
+            stats,
+            signal,
+            nothing_to_wake(),
+            THREAD_NAME,
+            [server_thread],
+        )?;
+        tracing::debug!(backend = "tokio", addr = %local_addr, threads = config.threads, "serving");
+        Ok(server)
+    }
 }
 
 /// One thread: the current-thread runtime, driven by the server thread. More:

@@ -80,14 +80,11 @@ impl Conn {
         let Some(result) = self.bufs.send_done(done) else { return };
         match result {
             Ok(_) if self.dead => {}
-            Ok(0) => self.fail(&io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                // The send buffer's unsent bytes are always the front of
-                // `pending` while the connection is alive; the `min` keeps
-                // any slip from reaching the core's assertion.
-                let n = n.min(self.state.pending().len());
-                self.state.wrote(n);
-            }
+            Ok(0) => self.abort(CloseReason::Error(io::ErrorKind::WriteZero)),
+            // The send buffer's unsent bytes are always the front of
+            // `pending` while the connection is alive; a slip would trip
+            // the core's assertion, as it should.
+            Ok(n) => self.state.wrote(n),
             Err(err) => self.on_error(err),
         }
     }
@@ -98,18 +95,13 @@ impl Conn {
             Some(libc::ECANCELED) => {}
             // Nothing happened; `drive` posts the operation again.
             Some(libc::EINTR | libc::EAGAIN) => {}
-            _ => self.fail(&err),
+            // That one connection failed: it closes, nothing else.
+            _ => self.abort(CloseReason::Error(err.kind())),
         }
     }
 
-    /// The connection failed: that one connection closes, nothing else.
-    fn fail(&mut self, err: &io::Error) {
-        self.state.failed(err);
-        self.dead = true;
-        self.bufs.discard();
-    }
-
-    /// Closes the connection for `reason`, replies pending or not.
+    /// Closes the connection for `reason` (a failure included), replies
+    /// pending or not.
     pub(crate) fn abort(&mut self, reason: CloseReason) {
         self.state.abort(reason);
         self.dead = true;

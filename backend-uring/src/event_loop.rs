@@ -192,11 +192,7 @@ impl EventLoop {
             self.ring.push_close(socket.into());
             return;
         };
-        if let Err(err) = socket.set_nodelay(true) {
-            // A socket reset while queued fails here; its first receive
-            // reports the same error and closes it through the core.
-            tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
-        }
+        echo_core::set_nodelay(&socket, peer);
         let entry = self.conns.vacant_entry();
         let Ok(key) = u32::try_from(entry.key()) else {
             // More than 4 billion connections on one ring: not reachable

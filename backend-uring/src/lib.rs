@@ -143,7 +143,7 @@ impl Backend for UringBackend {
         // socket listening after they all closed theirs.
         drop(listener);
 
-        let wake: echo_core::Waker = Box::new(move || {
+        let wake: echo_core::WakeFn = Box::new(move || {
             for eventfd in &eventfds {
                 if let Err(err) = (&**eventfd).write_all(&1u64.to_ne_bytes()) {
                     tracing::warn!(error = %err, "cannot wake an io_uring event loop");

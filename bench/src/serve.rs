@@ -63,9 +63,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let (done_tx, done_rx) = mpsc::channel();
     let drain = args.drain;
     thread::spawn(move || {
-        let stats = server.stats();
-        server.shutdown(drain);
-        let _ = done_tx.send(stats);
+        // The counters once the drain is over and every thread has exited,
+        // so the last replies and closes are in them.
+        let _ = done_tx.send(server.shutdown(drain));
     });
     thread::spawn(move || {
         if signals.forever().next().is_some() {

@@ -96,7 +96,7 @@ impl ShutdownSignal {
     /// Asks the server to stop accepting and to drain until `now + drain`.
     /// Later calls keep the first deadline. Wakes every task awaiting
     /// [`ShutdownSignal::triggered`]; threads blocked elsewhere still need
-    /// the backend's [`Waker`].
+    /// the backend's [`WakeFn`].
     pub fn trigger(&self, drain: Duration) {
         let _ = self.deadline.set(Instant::now() + drain);
         // The flag is set before the wakers are taken: a `Triggered` that
@@ -175,14 +175,16 @@ impl Drop for Triggered<'_> {
     }
 }
 
-/// Wakes a backend's threads so they notice a triggered [`ShutdownSignal`].
-pub type Waker = Box<dyn Fn() + Send + Sync>;
+/// A function that wakes a backend's threads, wherever they are blocked, so
+/// they notice a triggered [`ShutdownSignal`]. (Not a `std::task::Waker`:
+/// it wakes threads, not tasks.)
+pub type WakeFn = Box<dyn Fn() + Send + Sync>;
 
-/// The [`Waker`] of a backend whose threads wait only in futures:
+/// The [`WakeFn`] of a backend whose threads wait only in futures:
 /// [`ShutdownSignal::trigger`] itself wakes every task awaiting
 /// [`ShutdownSignal::triggered`], and the threads running those tasks wake
 /// with them, so nothing else is blocked.
-pub fn nothing_to_wake() -> Waker {
+pub fn nothing_to_wake() -> WakeFn {
     Box::new(|| {})
 }
 
@@ -191,7 +193,7 @@ pub struct Server {
     local_addr: SocketAddr,
     stats: Arc<Stats>,
     signal: Arc<ShutdownSignal>,
-    wake: Waker,
+    wake: WakeFn,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -202,7 +204,7 @@ impl Server {
         local_addr: SocketAddr,
         stats: Arc<Stats>,
         signal: Arc<ShutdownSignal>,
-        wake: Waker,
+        wake: WakeFn,
         threads: Vec<JoinHandle<()>>,
     ) -> Self {
         Server { local_addr, stats, signal, wake, threads }
@@ -216,7 +218,7 @@ impl Server {
         local_addr: SocketAddr,
         stats: Arc<Stats>,
         signal: Arc<ShutdownSignal>,
-        wake: Waker,
+        wake: WakeFn,
         name: &str,
         workers: impl IntoIterator<Item = F>,
     ) -> io::Result<Self>
@@ -253,9 +255,12 @@ impl Server {
 
     /// Stops accepting at once, lets connections flush what they have already
     /// read until `drain` has passed, closes the rest, and returns once every
-    /// thread of the backend has exited.
-    pub fn shutdown(mut self, drain: Duration) {
+    /// thread of the backend has exited. Returns the counters then: the
+    /// server's final statistics, the drained connections' bytes and closes
+    /// included.
+    pub fn shutdown(mut self, drain: Duration) -> StatsSnapshot {
         self.stop(drain);
+        self.stats.snapshot()
     }
 
     fn stop(&mut self, drain: Duration) {

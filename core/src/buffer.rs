@@ -1,10 +1,11 @@
 //! The read buffer of the task-per-connection backends (tokio, async-std,
 //! smol): one per thread rather than one per connection.
 //!
-//! Those backends read with one non-blocking syscall made inside a single
-//! poll (tokio's `try_read` after readiness, async-io's `poll_read` or
-//! `read` on a readable socket), and hand the bytes to the sans-IO
-//! [`Connection`](crate::Connection) before the next `.await`. The buffer is
+//! Their shared connection loop ([`crate::runtime`]) reads with one
+//! non-blocking syscall made inside a single poll
+//! ([`Runtime::poll_read`](crate::Runtime::poll_read)) and hands the bytes
+//! to the sans-IO [`Connection`](crate::Connection) before the next
+//! `.await`. The buffer is
 //! therefore borrowed for the length of that syscall only, never across an
 //! `.await`; one buffer per runtime thread then serves every connection the
 //! thread runs, and an idle connection costs no buffer at all. It lives here,

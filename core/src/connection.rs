@@ -27,13 +27,26 @@ pub enum CloseReason {
     Shutdown,
 }
 
+/// Which ways a backend waits on a connection's socket: see
+/// [`Connection::interest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    /// Readable: input is wanted and no reply is pending.
+    Read,
+    /// Writable: replies are pending and reading is paused or over.
+    Write,
+    /// Either: input is wanted and replies are pending.
+    Both,
+}
+
 /// The socket-free state of one connection.
 ///
 /// A backend loops: while [`Connection::wants_read`], read at most
 /// [`Connection::read_limit`] bytes and hand them to [`Connection::received`]
 /// (zero bytes meaning end of input); while [`Connection::pending`] is not
-/// empty, write it and report with [`Connection::wrote`]; drop the socket
-/// once [`Connection::is_finished`]. Dropping the `Connection` counts the
+/// empty, write it and report with [`Connection::wrote`]; when neither can
+/// go on, wait for what [`Connection::interest`] says; drop the socket once
+/// [`Connection::is_finished`]. Dropping the `Connection` counts the
 /// close and logs it.
 #[derive(Debug)]
 pub struct Connection {
@@ -101,6 +114,25 @@ impl Connection {
         !self.read_closed && !self.paused
     }
 
+    /// Which ways to wait on the socket now, for a connection that is not
+    /// [finished](Connection::is_finished): [`Interest::Read`] while input
+    /// is wanted and nothing is pending, [`Interest::Write`] while reading
+    /// is paused or closed and replies are pending, [`Interest::Both`] while
+    /// both are wanted.
+    ///
+    /// Never neither: core pauses reading only while more than the high
+    /// watermark of replies is pending, and writing them is what resumes it,
+    /// so a connection that is not finished always wants to read or to
+    /// write. (A finished one is closed, not waited on; it says `Read`.)
+    pub fn interest(&self) -> Interest {
+        debug_assert!(!self.is_finished(), "a finished connection is closed, not waited on");
+        match (self.wants_read(), self.wants_write()) {
+            (true, true) => Interest::Both,
+            (false, true) => Interest::Write,
+            (_, false) => Interest::Read,
+        }
+    }
+
     /// Reply bytes waiting to be written.
     pub fn pending(&self) -> &[u8] {
         self.session.pending()
@@ -147,16 +179,6 @@ impl Connection {
         }
     }
 
-    /// The connection failed: nothing more is read or written.
-    pub fn failed(&mut self, err: &io::Error) {
-        self.read_closed = true;
-        self.reason = Some(CloseReason::Error(err.kind()));
-        // Nothing pending can be delivered any more; dropping it makes
-        // `is_finished` true so the backend closes the socket.
-        let n = self.session.pending().len();
-        self.session.advance(n);
-    }
-
     /// The server is shutting down: read nothing more, but let what was
     /// already read be answered and written until the drain deadline.
     pub fn drain(&mut self) {
@@ -166,10 +188,14 @@ impl Connection {
         }
     }
 
-    /// Closes the connection for `reason` even if replies are pending.
+    /// Closes the connection for `reason` even if replies are pending:
+    /// nothing more is read or written. A failed socket call ends the
+    /// connection with `abort(CloseReason::Error(err.kind()))`.
     pub fn abort(&mut self, reason: CloseReason) {
         self.read_closed = true;
         self.reason = Some(reason);
+        // Nothing pending can be delivered any more; dropping it makes
+        // `is_finished` true so the backend closes the socket.
         let n = self.session.pending().len();
         self.session.advance(n);
     }
@@ -266,10 +292,28 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let mut conn = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
         conn.received(b"abc");
-        conn.failed(&io::Error::from(io::ErrorKind::ConnectionReset));
+        conn.abort(CloseReason::Error(io::ErrorKind::ConnectionReset));
         assert!(conn.is_finished());
         drop(conn);
         assert_eq!(stats.snapshot().errors, 1);
+    }
+
+    #[test]
+    fn interest_is_never_neither() {
+        let stats = Arc::new(Stats::default());
+        let mut conn = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
+        assert_eq!(conn.interest(), Interest::Read);
+        conn.received(b"abc");
+        assert_eq!(conn.interest(), Interest::Both);
+        while conn.wants_read() {
+            conn.received(&[1; 16 * 1024]);
+        }
+        assert_eq!(conn.interest(), Interest::Write, "paused at the high watermark");
+        conn.wrote(conn.pending().len());
+        assert_eq!(conn.interest(), Interest::Read, "writing resumed reading");
+        conn.received(b"abc");
+        conn.drain();
+        assert_eq!(conn.interest(), Interest::Write);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The parts every echo-bench backend shares: the echo protocol as a sans-IO
 //! session, the per-connection state machine, the [`Backend`] trait and its
-//! [`Server`] handle, binding, and the conformance suite that proves a
-//! server speaks the protocol.
+//! [`Server`] handle, binding, socket setup and the accept loop's error
+//! policy ([`accept`]), the one connection loop of the task-per-connection
+//! engines ([`runtime`]), and the conformance suite that proves a server
+//! speaks the protocol.
 //!
-//! This crate does no I/O of its own, apart from binding a listener and the
-//! blocking clients of the conformance suite; it has no runtime.
+//! This crate has no runtime: [`runtime`]'s loops do their I/O only through
+//! the small [`Runtime`] adapter a backend supplies. Apart from that it
+//! binds listeners and runs the blocking clients of the conformance suite.
 //!
 //! ```
 //! use echo_core::protocol::{Mode, Session};
@@ -23,13 +26,15 @@ pub mod conformance;
 pub mod connection;
 pub mod listener;
 pub mod protocol;
+pub mod runtime;
 pub mod stats;
 pub mod tasks;
 
-pub use accept::AcceptBackoff;
-pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, Waker, nothing_to_wake};
-pub use connection::{CloseReason, Connection};
+pub use accept::{AcceptBackoff, set_nodelay};
+pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, WakeFn, nothing_to_wake};
+pub use connection::{CloseReason, Connection, Interest};
 pub use listener::bind;
 pub use protocol::{Mode, Session};
+pub use runtime::Runtime;
 pub use stats::{Stats, StatsSnapshot};
 pub use tasks::{TaskToken, TaskTracker};

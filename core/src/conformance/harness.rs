@@ -30,14 +30,12 @@ use crate::stats::StatsSnapshot;
 const POLL_EVERY: Duration = Duration::from_millis(5);
 
 /// A listener on a free loopback port (tests never use a fixed one).
-#[track_caller]
 pub fn listen() -> Result<TcpListener, Failure> {
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     crate::bind(addr).map_err(|e| io_failure(e.into(), format!("binding {addr}")))
 }
 
 /// Starts `backend` with `config` on a free loopback port.
-#[track_caller]
 pub fn start(backend: &dyn Backend, config: &ServerConfig) -> Result<Server, Failure> {
     backend
         .spawn(listen()?, config)
@@ -46,7 +44,6 @@ pub fn start(backend: &dyn Backend, config: &ServerConfig) -> Result<Server, Fai
 
 /// Connects to `addr` with [`CONNECT_TIMEOUT`]; reads and writes on the
 /// stream then time out after [`IO_TIMEOUT`] instead of hanging.
-#[track_caller]
 pub fn connect(addr: SocketAddr) -> Result<TcpStream, Failure> {
     let doing = || format!("connecting to {addr}");
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| io_failure(e, doing()))?;
@@ -57,7 +54,6 @@ pub fn connect(addr: SocketAddr) -> Result<TcpStream, Failure> {
 
 /// Sends `message` and checks that the reply is exactly `expected`. For
 /// messages small enough to sit in the socket buffers while nobody reads.
-#[track_caller]
 pub fn round_trip(stream: &mut TcpStream, message: &[u8], expected: &[u8]) -> Result<(), Failure> {
     stream.write_all(message).map_err(|e| io_failure(e, format!("sending {}", show(message))))?;
     let mut reply = vec![0; expected.len()];
@@ -77,7 +73,6 @@ pub fn round_trip(stream: &mut TcpStream, message: &[u8], expected: &[u8]) -> Re
 
 /// Polls `done` until it holds, failing with a [`Failure::Timeout`] that
 /// names `what` once `timeout` has passed.
-#[track_caller]
 pub fn wait_until(
     what: &str,
     timeout: Duration,
@@ -96,7 +91,6 @@ pub fn wait_until(
 /// Polls the server's counters until `done` holds, for up to
 /// [`IO_TIMEOUT`]; returns the counters that satisfied it. A timeout names
 /// `what` and shows the last counters.
-#[track_caller]
 pub fn wait_for_stats(
     server: &Server,
     what: &str,

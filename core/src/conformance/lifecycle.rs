@@ -313,7 +313,9 @@ fn stop(server: Server, how: Stop, limit: Duration) -> Result<Duration, Failure>
         .name("lifecycle-stop".to_owned())
         .spawn(move || {
             match how {
-                Stop::Shutdown(drain) => server.shutdown(drain),
+                Stop::Shutdown(drain) => {
+                    server.shutdown(drain);
+                }
                 Stop::Drop => drop(server),
             }
             let _ = done.send(started.elapsed());

@@ -1,0 +1,303 @@
+//! The task that serves one connection on a [`Runtime`]: it moves bytes
+//! between the socket and a [`Connection`], which decides everything else.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use super::{Runtime, race};
+use crate::buffer::with_read_buffer;
+use crate::{CloseReason, Connection, ShutdownSignal, TaskToken};
+
+/// Steps (a read and a write, or either) a connection may take in a row
+/// without waiting before it yields to the runtime. A client that keeps the
+/// socket busy both ways never makes the task wait; without this it would
+/// starve every other task on its thread, the accept loop included.
+/// Runtimes' own budgets do not cover it: tokio's is not spent by every
+/// socket call, async-io's executor has none.
+const TURN_BUDGET: u32 = 32;
+
+/// Serves `conn` on `stream` until the peer is done, the connection fails or
+/// idles out, or the server shuts down; then closes the socket.
+///
+/// `_token` is held only so the server knows when this task has ended.
+pub(super) async fn serve<R: Runtime>(
+    mut stream: R::Stream,
+    mut conn: Connection,
+    idle: Option<Duration>,
+    shutdown: Arc<ShutdownSignal>,
+    _token: TaskToken,
+) {
+    // Shutdown is polled first, so it wins even while the socket is busy.
+    // Dropping `pump` when it loses is safe: bytes move only inside a
+    // `Ready` poll, and their outcome is in `conn` before the next await.
+    let stopping = race(
+        async {
+            shutdown.triggered().await;
+            true
+        },
+        async {
+            pump::<R>(&mut stream, &mut conn, idle).await;
+            false
+        },
+    )
+    .await;
+    if stopping && !conn.is_finished() {
+        // Answer what was already read, but only until the drain deadline.
+        conn.drain();
+        let deadline = shutdown.deadline().unwrap_or_else(Instant::now);
+        let flushed = race(
+            async {
+                pump::<R>(&mut stream, &mut conn, None).await;
+                true
+            },
+            async {
+                R::sleep_until(deadline).await;
+                false
+            },
+        )
+        .await;
+        if !flushed {
+            conn.abort(CloseReason::Shutdown);
+        }
+    }
+    // Every reply is written (or given up): dropping the stream closes it,
+    // with a FIN after end of input. The kernel sends a reset instead if
+    // input is still unread, as after a drain, an idle close or an error.
+    // Dropping `conn` counts and logs the close.
+}
+
+/// What one poll of the connection came to.
+enum Event {
+    /// Bytes moved (or a call was interrupted); `input` says whether any
+    /// came from the peer (end of input included).
+    Moved { input: bool },
+    /// The socket failed: this connection closes.
+    Failed(io::Error),
+    /// Nothing arrived for the idle timeout.
+    Idle,
+}
+
+/// Reads and writes until `conn` is finished, or, with `idle` set, until
+/// nothing arrived for that long.
+async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: Option<Duration>) {
+    // Each read moves the idle deadline, which costs a clock read; the timer
+    // itself is re-armed only when it fires before the deadline, so there
+    // is one timer per idle period rather than one per read.
+    let mut idle_at = idle.map(|idle| Instant::now() + idle);
+    let mut timer = pin!(idle_at.map(R::sleep_until));
+    let mut budget = TURN_BUDGET;
+    // Set after a short read: see `poll_step`.
+    let mut await_input = false;
+    while !conn.is_finished() {
+        let mut waited = false;
+        let event = poll_fn(|cx| {
+            if let Poll::Ready(step) = poll_step::<R>(stream, conn, &mut await_input, cx) {
+                return Poll::Ready(step.map_or_else(Event::Failed, |input| Event::Moved { input }));
+            }
+            waited = true;
+            // Only looked at when the socket has nothing to do: while bytes
+            // move, input keeps coming or the peer is reading its replies.
+            while let Some(sleep) = timer.as_mut().as_pin_mut() {
+                if sleep.poll(cx).is_pending() {
+                    break;
+                }
+                let at = idle_at.unwrap_or_else(Instant::now);
+                if Instant::now() >= at {
+                    return Poll::Ready(Event::Idle);
+                }
+                timer.set(Some(R::sleep_until(at)));
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Moved { input } => {
+                if let (true, Some(idle)) = (input, idle) {
+                    idle_at = Some(Instant::now() + idle);
+                }
+                budget = if waited { TURN_BUDGET } else { budget - 1 };
+                if budget == 0 {
+                    budget = TURN_BUDGET;
+                    R::yield_now().await;
+                }
+            }
+            Event::Failed(err) => conn.abort(CloseReason::Error(err.kind())),
+            Event::Idle => conn.abort(CloseReason::Idle),
+        }
+    }
+}
+
+/// Reads, then writes, as far as the connection wants and the socket allows
+/// now. Returns `Ready` with whether input arrived once anything moved, so
+/// the caller looks at the connection again; `Pending` once every wanted
+/// direction would block, with the task's waker registered for each.
+///
+/// Waiting for either direction, not one then the other, is what keeps a
+/// client that writes a lot before it reads from deadlocking against us;
+/// reading only while [`Connection::wants_read`] is what bounds the output.
+/// Writing straight after the read sends the reply just made at once.
+///
+/// A read shorter than asked for found the kernel's buffer empty, so the
+/// next read would most likely only say `WouldBlock`: a system call per
+/// message for nothing. `await_input` then makes the next step wait for
+/// readability first ([`Runtime::poll_readable`]), which reports input
+/// that came in the meantime at once.
+fn poll_step<R: Runtime>(
+    stream: &mut R::Stream,
+    conn: &mut Connection,
+    await_input: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<bool>> {
+    let mut moved = false;
+    let mut input = false;
+    if conn.wants_read() && *await_input {
+        match R::poll_readable(stream, cx) {
+            Poll::Ready(Ok(())) => *await_input = false,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => {}
+        }
+    }
+    if conn.wants_read() && !*await_input {
+        let limit = conn.read_limit();
+        let read = with_read_buffer(limit, |buf| {
+            R::poll_read(stream, cx, buf).map_ok(|n| {
+                conn.received(&buf[..n]);
+                n
+            })
+        });
+        match read {
+            Poll::Ready(Ok(n)) => {
+                (moved, input) = (true, true);
+                *await_input = n > 0 && n < limit;
+            }
+            Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => moved = true,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => {}
+        }
+    }
+    if conn.wants_write() {
+        match R::poll_write(stream, cx, conn.pending()) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => {
+                conn.wrote(n);
+                moved = true;
+            }
+            Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => moved = true,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => {}
+        }
+    }
+    if moved { Poll::Ready(Ok(input)) } else { Poll::Pending }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::fs::File;
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+    use super::*;
+    use crate::tasks::test_executor::poll_once;
+    use crate::{ServerConfig, Stats, TaskTracker};
+
+    thread_local! {
+        static READS: Cell<u32> = const { Cell::new(0) };
+        static YIELDS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// A socket that always has input and always takes output: a client
+    /// streaming both ways at full speed. The descriptor is only there for
+    /// `AsFd`; nothing reads it.
+    struct Busy(OwnedFd);
+
+    impl AsFd for Busy {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+    }
+
+    /// A runtime whose socket is always ready and whose timers never fire.
+    struct AlwaysReady;
+
+    impl Runtime for AlwaysReady {
+        type Listener = ();
+        type Stream = Busy;
+
+        fn accept(_: &()) -> impl Future<Output = io::Result<(Busy, SocketAddr)>> + Send {
+            std::future::pending()
+        }
+
+        fn poll_read(_: &mut Busy, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+            // Busy for a while, so that a loop that never yields fails the
+            // test below instead of hanging it. No waker: nothing wakes it.
+            if READS.get() == 1000 {
+                return Poll::Pending;
+            }
+            READS.set(READS.get() + 1);
+            // Short, as most reads are: the loop then asks poll_readable.
+            let n = buf.len().min(10);
+            buf[..n].fill(b'a');
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write(_: &mut Busy, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_readable(_: &mut Busy, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn sleep_until(_: Instant) -> impl Future<Output = ()> + Send {
+            std::future::pending()
+        }
+
+        fn yield_now() -> impl Future<Output = ()> + Send {
+            YIELDS.set(YIELDS.get() + 1);
+            let mut yielded = false;
+            poll_fn(move |cx| {
+                if yielded {
+                    return Poll::Ready(());
+                }
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            })
+        }
+
+        fn spawn(&self, _: impl Future<Output = ()> + Send + 'static) {}
+    }
+
+    #[test]
+    fn a_busy_socket_yields_after_each_turn_and_shutdown_still_wins() {
+        let stats = Arc::new(Stats::default());
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        let conn = Connection::admit(peer, &ServerConfig::default(), &stats).unwrap();
+        let shutdown = Arc::new(ShutdownSignal::default());
+        let tracker = TaskTracker::default();
+        let stream = Busy(File::open("/dev/null").unwrap().into());
+        let mut task =
+            Box::pin(serve::<AlwaysReady>(stream, conn, None, Arc::clone(&shutdown), tracker.token()));
+
+        // Each poll runs one turn of steps, then gives the thread back.
+        assert!(poll_once(&mut task).is_pending());
+        assert_eq!((READS.get(), YIELDS.get()), (TURN_BUDGET, 1));
+        assert!(poll_once(&mut task).is_pending());
+        assert_eq!((READS.get(), YIELDS.get()), (2 * TURN_BUDGET, 2));
+
+        shutdown.trigger(Duration::from_secs(1));
+        assert!(poll_once(&mut task).is_ready(), "every reply was written: the drain ends at once");
+        assert_eq!(READS.get(), 2 * TURN_BUDGET, "nothing more is read once shutdown began");
+        drop(task);
+        assert_eq!(tracker.live(), 0);
+        // 64 reads of 10 bytes, each answered with `GOT:` and those bytes.
+        let s = stats.snapshot();
+        assert_eq!((s.closed, s.bytes_in, s.bytes_out), (1, 640, 896));
+    }
+}
