@@ -9,6 +9,7 @@ use echo_core::{Backend, Mode, ServerConfig};
 
 use crate::backends::{BackendName, Poller};
 use crate::compare::CompareArgs;
+use crate::serve::Serve;
 use crate::spec::ServerSpec;
 
 /// The seed's address, loopback only: exposing the server on every interface
@@ -216,6 +217,19 @@ pub struct ServeArgs {
     /// The server itself.
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+impl ServeArgs {
+    /// What these options ask `serve` to run.
+    pub fn to_serve(&self) -> Serve {
+        Serve {
+            spec: self.server.spec(),
+            addr: self.addr,
+            drain: self.drain,
+            cpu: self.cpu,
+            exit_with_parent: self.exit_with_parent,
+        }
+    }
 }
 
 /// Options of `check`.

@@ -10,8 +10,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose);
     let result = match &cli.command {
-        None => serve::run(&cli.serve).map(|()| true),
-        Some(Command::Serve(args)) => serve::run(args).map(|()| true),
+        None => serve::run(&cli.serve.to_serve()).map(|()| true),
+        Some(Command::Serve(args)) => serve::run(&args.to_serve()).map(|()| true),
         Some(Command::Check(args)) => check::run(args.addr, &args.server.spec(), args.case.as_deref()),
         Some(Command::Load(args)) => load::command::run(args),
         Some(Command::Soak(args)) => soak::run(args),
