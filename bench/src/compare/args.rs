@@ -231,3 +231,21 @@ fn percent(text: &str) -> Result<f64, String> {
         Err("must be a percentage of 0 or more".to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn bad_values_are_refused() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["echo-bench", "compare"].iter().chain(args));
+        assert!(parse(&["--backends", "nosuch"]).is_err());
+        assert!(parse(&["--connections", "0"]).is_err());
+        assert!(parse(&["--repeat", "0"]).is_err());
+        assert!(parse(&["--tolerance", "-1"]).is_err());
+        assert!(parse(&["--tolerance", "lots"]).is_err());
+        assert!(parse(&["--backends", "select-poll,mio"]).is_ok());
+    }
+}
