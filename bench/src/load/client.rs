@@ -44,6 +44,14 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct ThreadResult {
     pub(crate) latency_ns: Histogram<u64>,
+    /// Churn: connect latencies of the connections established in the
+    /// window.
+    pub(crate) connect_ns: Histogram<u64>,
+    /// Churn: connection lifetimes completed in the window (N round trips,
+    /// then the client's half-close answered by the server's close).
+    pub(crate) lifetimes: u64,
+    /// Churn: connections established in the window.
+    pub(crate) connects: u64,
     pub(crate) per_connection: Vec<u64>,
     pub(crate) bytes_out: u64,
     pub(crate) bytes_in: u64,
@@ -220,6 +228,7 @@ struct Thread<'a> {
 pub(crate) fn run(
     config: &LoadConfig,
     checks: &Checks,
+    churn: Option<u64>,
     streams: Vec<(usize, std::net::TcpStream)>,
     thread_index: usize,
     shared: &Arc<Shared>,
@@ -304,6 +313,9 @@ fn latency_histogram(config: &LoadConfig, checks: &Checks) -> io::Result<Histogr
 impl ThreadResult {
     fn new(latency_ns: Histogram<u64>) -> Self {
         ThreadResult {
+            connect_ns: latency_ns.clone(),
+            lifetimes: 0,
+            connects: 0,
             latency_ns,
             per_connection: Vec::new(),
             bytes_out: 0,

@@ -1,0 +1,137 @@
+//! The server's own figures over its whole life, written by `echo-bench
+//! serve --stats-json FILE` when it exits and read by `echo-bench merge
+//! --server-stats FILE`: what a load generator on another machine cannot
+//! read from `/proc`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use echo_core::StatsSnapshot;
+use nix::sys::resource::{UsageWho, getrusage};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ServerArgs;
+
+/// What `serve --stats-json` writes. Every figure covers the process's
+/// whole life, from its start to the end of its drain: nothing is
+/// subtracted, so it holds warm-ups, graces, connection set-up and idle
+/// time as well as the measured windows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// The backend that served.
+    pub backend: String,
+    /// The mode it answered in.
+    pub mode: String,
+    /// Its `--threads`.
+    pub threads: usize,
+    /// The address it listened on.
+    pub addr: String,
+    /// When it started serving and when it stopped, seconds since the Unix
+    /// epoch by its machine's clock.
+    pub started_unix_s: f64,
+    /// See `started_unix_s`.
+    pub stopped_unix_s: f64,
+    /// CPU time of the whole process (every thread, exited ones too) in
+    /// user space, seconds (getrusage RUSAGE_SELF, to the microsecond).
+    pub cpu_user_s: f64,
+    /// CPU time in the kernel, seconds.
+    pub cpu_system_s: f64,
+    /// Peak resident memory, KiB (ru_maxrss).
+    pub peak_rss_kib: u64,
+    /// Connections admitted and served.
+    pub connections_accepted: u64,
+    /// Connections closed at once: over the limit, or a descriptor the
+    /// poller cannot watch.
+    pub connections_refused: u64,
+    /// Connections closed, for any reason.
+    pub connections_closed: u64,
+    /// Connections that ended with an I/O error.
+    pub connection_errors: u64,
+    /// `accept` calls that failed.
+    pub accept_errors: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+}
+
+impl ServerStats {
+    /// The figures of this process, a server of `args` on `addr` that
+    /// started serving at `started` and has stopped with counters `stats`.
+    pub fn of_this_process(
+        args: &ServerArgs,
+        addr: SocketAddr,
+        started: SystemTime,
+        stats: &StatsSnapshot,
+    ) -> ServerStats {
+        let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let (user, system, peak_rss_kib) = match getrusage(UsageWho::RUSAGE_SELF) {
+            Ok(usage) => {
+                let secs = |tv: nix::sys::time::TimeVal| {
+                    (Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64))
+                        .as_secs_f64()
+                };
+                // Linux gives ru_maxrss in KiB.
+                (secs(usage.user_time()), secs(usage.system_time()), usage.max_rss().max(0) as u64)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "getrusage failed: the server's CPU time is written as 0");
+                (0.0, 0.0, 0)
+            }
+        };
+        let config = args.config();
+        ServerStats {
+            backend: args.backend.as_str().to_owned(),
+            mode: config.mode.to_string(),
+            threads: config.threads,
+            addr: addr.to_string(),
+            started_unix_s: unix(started),
+            stopped_unix_s: unix(SystemTime::now()),
+            cpu_user_s: user,
+            cpu_system_s: system,
+            peak_rss_kib,
+            connections_accepted: stats.accepted,
+            connections_refused: stats.refused,
+            connections_closed: stats.closed,
+            connection_errors: stats.errors,
+            accept_errors: stats.accept_errors,
+            bytes_in: stats.bytes_in,
+            bytes_out: stats.bytes_out,
+        }
+    }
+
+    /// The CPU time, user and system, seconds.
+    pub fn cpu_s(&self) -> f64 {
+        self.cpu_user_s + self.cpu_system_s
+    }
+
+    /// How long the server served, seconds.
+    pub fn lifetime_s(&self) -> f64 {
+        (self.stopped_unix_s - self.started_unix_s).max(0.0)
+    }
+
+    /// Writes the figures to `path`, whole or not at all: to a file beside
+    /// it first, then renamed over it, so a reader never sees half.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
+        std::fs::write(&partial, serde_json::to_string_pretty(self)? + "\n")?;
+        std::fs::rename(&partial, path)?;
+        Ok(())
+    }
+
+    /// Reads the figures a server wrote to `path`.
+    pub fn read(path: &Path) -> anyhow::Result<ServerStats> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {} (the server writes it when it exits: stop it with SIGINT or SIGTERM first)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not the JSON of `serve --stats-json`", path.display()))
+    }
+}
