@@ -435,3 +435,153 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<bool> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A histogram of `count` round trips of `us` microseconds each.
+    fn histogram(values: &[(u64, u64)]) -> String {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        for &(us, count) in values {
+            h.record_n(us * 1000, count).unwrap();
+        }
+        histogram::encode(&h)
+    }
+
+    /// A report as `load --json` writes it, of `round_trips` in a window
+    /// of `duration_s`, with latencies `values` (µs, count).
+    fn report(round_trips: u64, duration_s: f64, values: &[(u64, u64)]) -> serde_json::Value {
+        serde_json::json!({
+            "addr": "10.0.0.1:25000", "mode": "got", "connections": 2, "size": 64, "pipeline": 1,
+            "rate": null, "client_threads": 1, "spin": false, "duration_s": duration_s,
+            "round_trips": round_trips, "unanswered": 2, "round_trips_per_s": round_trips as f64 / duration_s,
+            "mb_per_s_out": 0.0, "mb_per_s_in": 0.0,
+            "latency_us": {"p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0, "mean": 0.0},
+            "slowest_connection": round_trips / 4, "fastest_connection": round_trips * 3 / 4,
+            "errors": {"reset": 1, "closed": 0, "broken_pipe": 0, "other": 0},
+            "client_cpu": {"user": {"secs": 0, "nanos": 100_000_000}, "system": {"secs": 0, "nanos": 300_000_000}},
+            "client_idle_polling_s": 0.0, "client_cpu_us_per_round_trip": 0.0,
+            "client_cpu_utilization": round_trips as f64 / 1000.0, "client_polls_per_round_trip": 1.0,
+            "client_saturated": false, "server": null,
+            "grace": {"grace_s": 2.0, "answered_in_grace": 2, "unsent": 0},
+            "latency_histogram_ns": histogram(values),
+            "totals": {"bytes_out": round_trips * 64, "bytes_in": round_trips * 68, "client_polls": round_trips,
+                       "client_cores": 1, "window_start_unix_s": 1000.0, "host": "b"},
+            "churn": null,
+        })
+    }
+
+    fn input(value: serde_json::Value) -> Input {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn merged(values: Vec<serde_json::Value>) -> anyhow::Result<Merged> {
+        let inputs: Vec<(String, Input)> =
+            values.into_iter().enumerate().map(|(i, v)| (format!("{i}.json"), input(v))).collect();
+        merge(&inputs)
+    }
+
+    #[test]
+    fn counts_add_up_and_histograms_merge_exactly() {
+        let a = report(100, 2.0, &[(50, 100), (900, 2)]);
+        let b = report(300, 2.0, &[(20, 300), (5000, 2)]);
+        let m = merged(vec![a.clone(), b.clone()]).unwrap();
+        let r = &m.measured.report;
+        assert_eq!(r.round_trips, 400);
+        assert_eq!(r.unanswered, 4);
+        assert_eq!(r.connections, 4);
+        assert_eq!(r.round_trips_per_s, 200.0, "400 round trips over the 2 s window");
+        assert_eq!(m.measured.totals.bytes_out, 400 * 64);
+        assert!((r.mb_per_s_in - 400.0 * 68.0 / 2.0 / 1e6).abs() < 1e-12);
+        assert_eq!((r.slowest_connection, r.fastest_connection), (25, 225));
+        assert_eq!(r.errors.reset, 2);
+        assert_eq!(r.client_cpu.total(), Duration::from_millis(800));
+        assert!((r.client_cpu_us_per_round_trip - 2000.0).abs() < 1e-9, "800 ms over 400 round trips");
+        assert_eq!(r.client_cpu_utilization, 0.3, "the busiest client's");
+        assert_eq!(m.measured.grace.answered_in_grace, 4);
+        assert_eq!(m.windows_overlap, 1.0);
+        // Exactly the histogram of all the round trips: 300 at 20 µs, 100
+        // at 50, 2 at 900, 2 at 5000.
+        let h = histogram::decode(&m.measured.latency_histogram_ns).unwrap();
+        let expected = histogram::decode(&histogram(&[(20, 300), (50, 100), (900, 2), (5000, 2)])).unwrap();
+        let counts = |h: &Histogram<u64>| {
+            h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect::<Vec<_>>()
+        };
+        assert_eq!(counts(&h), counts(&expected));
+        assert_eq!(h.len(), 404);
+        assert!((r.latency_us.p50 - 20.0).abs() < 0.1, "{:?}", r.latency_us);
+        assert!((r.latency_us.max - 5000.0).abs() < 5.0, "{:?}", r.latency_us);
+    }
+
+    #[test]
+    fn reports_that_do_not_belong_together_are_refused() {
+        let base = || report(100, 2.0, &[(50, 100)]);
+        let with = |key: &str, value: serde_json::Value| {
+            let mut r = base();
+            r[key] = value;
+            r
+        };
+        for (other, why) in [
+            (with("mode", "line".into()), "mode got against line"),
+            (with("size", 1000.into()), "size 64 against 1000"),
+            (with("pipeline", 4.into()), "pipeline 1 against 4"),
+            (with("rate", 1000.0.into()), "loop closed loop against open loop"),
+            (with("duration_s", 1.0.into()), "its window is 1.000 s and the longest 2.000 s"),
+            (with("server", serde_json::json!({"cpu_us_per_round_trip": 1.0})), "a server of its own"),
+            (with("latency_histogram_ns", serde_json::Value::Null), "no latency histogram"),
+        ] {
+            let err = merged(vec![base(), other]).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        // Within the tolerance, windows merge, and the rate is over the longest.
+        let m = merged(vec![base(), with("duration_s", 1.95.into())]).unwrap();
+        assert_eq!(m.measured.report.round_trips_per_s, 100.0);
+        assert!(merged(vec![]).is_err());
+    }
+
+    #[test]
+    fn windows_that_did_not_overlap_are_told() {
+        let mut late = report(100, 2.0, &[(50, 100)]);
+        late["totals"]["window_start_unix_s"] = 1001.5.into();
+        let m = merged(vec![report(100, 2.0, &[(50, 100)]), late]).unwrap();
+        assert!((m.windows_overlap - 0.25).abs() < 1e-9, "{}", m.windows_overlap);
+        assert!(m.to_string().contains("overlapped for only 25%"), "{m}");
+    }
+
+    #[test]
+    fn the_server_cost_is_its_whole_life_over_the_merged_round_trips() {
+        let m = merged(vec![report(100, 2.0, &[(50, 100)]), report(300, 2.0, &[(50, 300)])]).unwrap();
+        let stats = ServerStats {
+            backend: "mio".into(),
+            mode: "got".into(),
+            threads: 1,
+            addr: "0.0.0.0:25000".into(),
+            started_unix_s: 990.0,
+            stopped_unix_s: 1010.0,
+            cpu_user_s: 0.1,
+            cpu_system_s: 0.3,
+            peak_rss_kib: 4096,
+            connections_accepted: 4,
+            connections_refused: 0,
+            connections_closed: 4,
+            connection_errors: 0,
+            accept_errors: 0,
+            bytes_in: 400 * 64 * 2,
+            bytes_out: 400 * 68 * 2,
+        };
+        let with = m.clone().with_server("s.json".into(), stats.clone()).unwrap();
+        let s = with.server.as_ref().unwrap();
+        assert!((s.cpu_us_per_round_trip - 1000.0).abs() < 1e-9, "400 ms over 400 round trips");
+        assert!((s.cpu_utilization - 0.02).abs() < 1e-12);
+        assert!((s.window_share_of_bytes_in - 0.5).abs() < 1e-12);
+        let text = with.to_string();
+        assert!(text.contains("1000.00 µs per round trip") && text.contains("whole life"), "{text}");
+        assert_eq!(with.to_json().unwrap()["server_stats"]["whole_life"], true);
+        let other_mode = ServerStats { mode: "raw".into(), ..stats };
+        assert!(m.with_server("s.json".into(), other_mode).unwrap_err().to_string().contains("mode raw"));
+    }
+}
