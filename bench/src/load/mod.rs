@@ -15,6 +15,19 @@
 //! then, a connection the server closed, half-closed or reset, or a byte
 //! beyond the last reply fails the run ([`LoadError::Mismatch`]) and no
 //! figure is reported.
+//!
+//! With churn (`--churn N`, [`run_measured`]) each connection closes after
+//! N round trips, cleanly and checked (see `client`), and a new one takes
+//! its place at once: the run measures connection set-up and tear-down as
+//! well as round trips.
+//!
+//! `load --json` ([`Measured::to_json`]) prints the [`Report`]'s fields
+//! and beside them `"grace"` ([`GraceFigures`]), `"latency_histogram_ns"`
+//! (the latency histogram, nanoseconds, HdrHistogram V2 compressed in
+//! base64: see [`histogram`]), `"totals"` ([`Totals`]: bytes, polls,
+//! cores, when the window opened, the host) and `"churn"`
+//! ([`ChurnFigures`], null without `--churn`): what `echo-bench merge`
+//! needs to add up the reports of loads run at the same time exactly.
 
 mod client;
 mod closing;

@@ -121,7 +121,8 @@ pub struct Report {
     pub mb_per_s_in: f64,
     /// Round-trip latency; open loop measures from each message's due time.
     pub latency_us: Latency,
-    /// Round trips of the connection that completed the fewest.
+    /// Round trips of the connection that completed the fewest (with
+    /// churn: of the place, summed over the connections that held it).
     pub slowest_connection: u64,
     /// Round trips of the connection that completed the most.
     pub fastest_connection: u64,
@@ -374,9 +375,14 @@ impl fmt::Display for Text<'_> {
             "  latency (µs)    p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
             l.p50, l.p90, l.p99, l.p999, l.max
         )?;
+        // Churned, a place is held by one connection after another.
+        let (per, whose) = match churn {
+            Some(_) => ("per place     ", ", summed over the connections that took turns in it"),
+            None => ("per connection", ""),
+        };
         writeln!(
             f,
-            "  per connection  slowest {} round trips, fastest {}",
+            "  {per}  slowest {} round trips, fastest {}{whose}",
             this.slowest_connection, this.fastest_connection
         )?;
         if let Some(c) = churn {
@@ -439,10 +445,13 @@ impl fmt::Display for Text<'_> {
                 writeln!(f, "  server CPU      not measured (the server is not a child of this run)")?
             }
         }
-        writeln!(
-            f,
-            "  verified        every reply byte in its framing, every message answered, every connection held open"
-        )?;
+        let held = match churn {
+            Some(_) => {
+                "every connection held open until the client closed it, then closed by the server with nothing more"
+            }
+            None => "every connection held open",
+        };
+        writeln!(f, "  verified        every reply byte in its framing, every message answered, {held}")?;
         if this.client_saturated {
             writeln!(
                 f,
