@@ -27,6 +27,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             "the process that started this server is gone"
         );
     }
+    if let Some(path) = &args.stats_json {
+        crate::merge::ServerStats::check_writable(path)?;
+    }
     if let Some(cpu) = args.cpu {
         // Before any server thread exists: threads inherit the affinity.
         crate::procfs::pin_current_thread(cpu).with_context(|| format!("cannot pin to CPU {cpu}"))?;

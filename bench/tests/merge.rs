@@ -164,3 +164,25 @@ fn two_loads_at_once_merge_exactly_and_the_server_adds_its_own_cost() -> io::Res
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[test]
+fn a_stats_file_that_cannot_be_written_or_read_is_said_at_once() -> io::Result<()> {
+    let dir = scratch("unwritable")?;
+    let missing = dir.join("no-such-dir").join("server.json");
+    // Refused before serving: a benchmark's figures are not lost at its end.
+    let out = echo_bench(&["serve", "--addr", "127.0.0.1:0", "--stats-json", path(&missing)])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("cannot write the server's figures"), "{stderr}");
+    assert!(out.stdout.is_empty(), "it served: {}", String::from_utf8_lossy(&out.stdout));
+    // Something that is not a report is refused, naming what it should be.
+    let report = dir.join("a.json");
+    std::fs::write(&report, "{}")?;
+    let out = echo_bench(&["merge", path(&report), "--server-stats", path(&missing)])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is not the JSON of `echo-bench load --json`"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -112,12 +112,20 @@ impl ServerStats {
         (self.stopped_unix_s - self.started_unix_s).max(0.0)
     }
 
+    /// Fails now if [`ServerStats::write`] could not write to `path` at
+    /// the end, so that a server does not serve a whole benchmark only to
+    /// lose its figures.
+    pub fn check_writable(path: &Path) -> anyhow::Result<()> {
+        let partial = partial_path(path);
+        std::fs::write(&partial, b"")
+            .and_then(|()| std::fs::remove_file(&partial))
+            .with_context(|| format!("cannot write the server's figures beside {}", path.display()))
+    }
+
     /// Writes the figures to `path`, whole or not at all: to a file beside
     /// it first, then renamed over it, so a reader never sees half.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        let partial = std::path::PathBuf::from(partial);
+        let partial = partial_path(path);
         std::fs::write(&partial, serde_json::to_string_pretty(self)? + "\n")?;
         std::fs::rename(&partial, path)?;
         Ok(())
@@ -133,5 +141,40 @@ impl ServerStats {
         })?;
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not the JSON of `serve --stats-json`", path.display()))
+    }
+}
+
+/// Where [`ServerStats::write`] writes before renaming: beside `path`.
+fn partial_path(path: &Path) -> std::path::PathBuf {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    partial.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_come_back_whole_and_a_missing_file_says_how_to_get_it() {
+        let dir = std::env::temp_dir().join(format!("echo-bench-stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.json");
+        let cli = <crate::cli::Cli as clap::Parser>::parse_from(["echo-bench", "serve", "--backend", "mio"]);
+        let Some(crate::cli::Command::Serve(serve)) = cli.command else { panic!("not serve") };
+        let args = serve.server;
+        let stats = ServerStats::of_this_process(
+            &args,
+            "127.0.0.1:1".parse().unwrap(),
+            SystemTime::now(),
+            &StatsSnapshot::default(),
+        );
+        assert!(stats.cpu_s() > 0.0 && stats.peak_rss_kib > 0, "{stats:?}");
+        ServerStats::check_writable(&path).unwrap();
+        stats.write(&path).unwrap();
+        assert_eq!(ServerStats::read(&path).unwrap(), stats);
+        let missing = ServerStats::read(&dir.join("missing.json")).unwrap_err();
+        assert!(format!("{missing:#}").contains("stop it with SIGINT or SIGTERM first"), "{missing:#}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
