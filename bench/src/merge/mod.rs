@@ -543,6 +543,34 @@ mod tests {
         assert!(merged(vec![]).is_err());
     }
 
+    /// `report` of a churned load: `closed` connections of 5 round trips,
+    /// whose connects took `connect_us`.
+    fn churned(round_trips: u64, closed: u64, connect_us: u64) -> serde_json::Value {
+        let mut r = report(round_trips, 2.0, &[(50, round_trips)]);
+        r["churn"] = serde_json::json!({
+            "round_trips_per_connection": 5, "connections_closed": closed,
+            "connections_per_s": closed as f64 / 2.0, "connects": closed,
+            "connect_latency_us": {"p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0, "mean": 0.0},
+            "connect_histogram_ns": histogram(&[(connect_us, closed)]),
+            "server_cpu_us_per_connection": null,
+        });
+        r
+    }
+
+    #[test]
+    fn churned_reports_add_their_connections_and_connect_latencies() {
+        let m = merged(vec![churned(500, 100, 40), churned(1500, 300, 90)]).unwrap();
+        let churn = m.measured.churn.as_ref().unwrap();
+        assert_eq!((churn.connections_closed, churn.connects), (400, 400));
+        assert_eq!(churn.connections_per_s, 200.0);
+        assert!((churn.connect_latency_us.p50 - 90.0).abs() < 0.1, "{churn:?}");
+        assert!((churn.connect_latency_us.max - 90.0).abs() < 0.1, "{churn:?}");
+        assert_eq!(histogram::decode(&churn.connect_histogram_ns).unwrap().len(), 400);
+        assert!(m.to_string().contains("400 connections closed (200/s)"), "{m}");
+        let err = merged(vec![churned(500, 100, 40), report(100, 2.0, &[(50, 100)])]).unwrap_err();
+        assert!(err.to_string().contains("churn 5 against no churn"), "{err}");
+    }
+
     #[test]
     fn windows_that_did_not_overlap_are_told() {
         let mut late = report(100, 2.0, &[(50, 100)]);
