@@ -72,9 +72,12 @@ fn the_json_report_carries_its_latency_histogram() -> io::Result<()> {
     let counted =
         report["round_trips"].as_u64().unwrap() + report["grace"]["answered_in_grace"].as_u64().unwrap();
     assert_eq!(histogram.len(), counted, "{report}");
-    assert_eq!(histogram.max() as f64 / 1e3, report["latency_us"]["max"].as_f64().unwrap());
+    // (JSON numbers come back to within a unit of the last place.)
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+    assert!(close(histogram.max() as f64 / 1e3, report["latency_us"]["max"].as_f64().unwrap()), "{report}");
     let totals = &report["totals"];
-    assert_eq!(totals["bytes_out"].as_f64().unwrap() / 0.3 / 1e6, report["mb_per_s_out"].as_f64().unwrap());
+    let mb_out = totals["bytes_out"].as_f64().unwrap() / 0.3 / 1e6;
+    assert!(close(mb_out, report["mb_per_s_out"].as_f64().unwrap()), "{report}");
     assert!(totals["window_start_unix_s"].as_f64().unwrap() > 1.6e9, "{totals}");
     assert_eq!(report["churn"], serde_json::Value::Null);
     Ok(())
@@ -88,10 +91,11 @@ fn a_churned_run_reports_connections_per_second_and_connect_latency() -> io::Res
     let closed = churn["connections_closed"].as_u64().unwrap();
     assert!(closed > 0 && churn["connections_per_s"].as_f64().unwrap() > 0.0, "{report}");
     // Five round trips per connection, four places: the round trips of the
-    // window come from the connections closed in it and the few alive at
-    // its edges.
+    // window come from the connections closed in it, but for at most two a
+    // place at each edge of the window (one retired and waiting for the
+    // server's close, one under way).
     let rt = report["round_trips"].as_u64().unwrap();
-    assert!(rt >= 5 * closed.saturating_sub(4) && rt <= 5 * (closed + 8), "{report}");
+    assert!(rt >= 5 * closed.saturating_sub(8) && rt <= 5 * (closed + 8), "{report}");
     let connect = &churn["connect_latency_us"];
     let (p50, max) = (connect["p50"].as_f64().unwrap(), connect["max"].as_f64().unwrap());
     assert!(0.0 < p50 && p50 <= max, "{report}");
