@@ -23,14 +23,16 @@
 //! again at once, which spins on EMFILE), idle timeouts, counters and log
 //! lines, `--threads`, and the drain on SIGTERM (here the process just dies).
 
+#[path = "bare/mod.rs"]
+mod bare;
+
 use std::io;
-use std::net::SocketAddr;
 
 use async_std::io::{ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 
 fn main() -> io::Result<()> {
-    let addr = addr()?;
+    let addr = bare::addr("bare-async-std")?;
     let executor = async_executor::LocalExecutor::new();
     async_std::task::block_on(executor.run(async {
         let listener = TcpListener::bind(addr).await?;
@@ -58,17 +60,5 @@ async fn echo(mut stream: TcpStream) -> io::Result<()> {
         }
         // write_all continues partial writes until every byte is gone.
         stream.write_all(&buf[..4 + n]).await?;
-    }
-}
-
-/// `--addr HOST:PORT`, or the seed's 127.0.0.1:25000.
-fn addr() -> io::Result<SocketAddr> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next(), args.next()) {
-        (None, ..) => Ok(([127, 0, 0, 1], 25000).into()),
-        (Some("--addr"), Some(addr), None) => addr
-            .parse()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--addr {addr}: {e}"))),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "usage: bare-async-std [--addr HOST:PORT]")),
     }
 }

@@ -13,6 +13,9 @@
 //! (an error is printed and the loop goes on, spinning on EMFILE), idle
 //! timeouts, counters and log lines, `--threads`, the drain on SIGTERM.
 
+#[path = "bare/mod.rs"]
+mod bare;
+
 use std::io::{self, ErrorKind, Read, Write};
 
 use mio::net::{TcpListener, TcpStream};
@@ -21,7 +24,7 @@ use mio::{Events, Interest, Poll, Token};
 const SERVER: Token = Token(usize::MAX);
 
 fn main() -> io::Result<()> {
-    let mut listener = TcpListener::bind(addr()?)?;
+    let mut listener = TcpListener::bind(bare::addr("bare-mio")?)?;
     println!("listening on {}", listener.local_addr()?);
     let mut poll = Poll::new()?;
     poll.registry().register(&mut listener, SERVER, Interest::READABLE)?;
@@ -90,17 +93,5 @@ fn serve(stream: &mut TcpStream, pending: &mut Vec<u8>, buf: &mut [u8; 1004]) ->
             Err(err) if err.kind() != ErrorKind::Interrupted => return Err(err),
             _ => {}
         }
-    }
-}
-
-/// `--addr HOST:PORT`, or the seed's 127.0.0.1:25000.
-fn addr() -> io::Result<std::net::SocketAddr> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next(), args.next()) {
-        (None, ..) => Ok(([127, 0, 0, 1], 25000).into()),
-        (Some("--addr"), Some(addr), None) => {
-            addr.parse().map_err(|e| io::Error::new(ErrorKind::InvalidInput, format!("--addr {addr}: {e}")))
-        }
-        _ => Err(io::Error::new(ErrorKind::InvalidInput, "usage: bare-mio [--addr HOST:PORT]")),
     }
 }

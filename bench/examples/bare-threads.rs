@@ -15,11 +15,14 @@
 //! 2 MiB of address space, touched only as far as used), and the drain on
 //! SIGTERM (here the process just dies).
 
+#[path = "bare/mod.rs"]
+mod bare;
+
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 
 fn main() -> io::Result<()> {
-    let listener = TcpListener::bind(addr()?)?;
+    let listener = TcpListener::bind(bare::addr("bare-threads")?)?;
     println!("listening on {}", listener.local_addr()?);
     for stream in listener.incoming() {
         match stream {
@@ -48,17 +51,5 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
         // write_all continues partial writes (and interrupted ones) until
         // every byte is gone.
         stream.write_all(&buf[..4 + n])?;
-    }
-}
-
-/// `--addr HOST:PORT`, or the seed's 127.0.0.1:25000.
-fn addr() -> io::Result<SocketAddr> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next(), args.next()) {
-        (None, ..) => Ok(([127, 0, 0, 1], 25000).into()),
-        (Some("--addr"), Some(addr), None) => addr
-            .parse()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--addr {addr}: {e}"))),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "usage: bare-threads [--addr HOST:PORT]")),
     }
 }

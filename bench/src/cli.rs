@@ -45,6 +45,10 @@ pub enum Command {
     /// Hold many verified connections for a long time, watching the
     /// server's descriptors and memory for leaks.
     Soak(SoakArgs),
+    /// Add up the `load --json` reports of loads run at the same time
+    /// (from several machines) into one report: counts summed, latency
+    /// histograms merged exactly.
+    Merge(MergeArgs),
     /// Compare backends side by side: a Markdown table, JSON and SVG charts.
     ///
     /// Every cell of backends × connections × sizes × threads × pipeline is
@@ -214,6 +218,13 @@ pub struct ServeArgs {
     #[arg(long, hide = true, value_name = "PID")]
     pub exit_with_parent: Option<i32>,
 
+    /// When the server exits (SIGINT/SIGTERM, after its drain), write its
+    /// own figures to FILE as JSON: CPU time and peak RSS of the whole
+    /// process over its whole life, connections and bytes (for `merge
+    /// --server-stats`).
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<std::path::PathBuf>,
+
     /// The server itself.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -228,6 +239,7 @@ impl ServeArgs {
             drain: self.drain,
             cpu: self.cpu,
             exit_with_parent: self.exit_with_parent,
+            stats_json: self.stats_json.clone(),
         }
     }
 }
@@ -302,9 +314,16 @@ pub struct LoadArgs {
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
 
-    /// Print one JSON object instead of the text report.
+    /// Print one JSON object instead of the text report. It carries the
+    /// latency histogram and the counts `echo-bench merge` adds up.
     #[arg(long)]
     pub json: bool,
+
+    /// Churn: each connection closes after N round trips (the client
+    /// half-closes, reads the server's end of stream, closes) and a new one
+    /// takes its place at once. Reports connections/s and connect latency.
+    #[arg(long, value_name = "N", value_parser = positive::<u64>())]
+    pub churn: Option<u64>,
 
     /// The server to start (without --addr) and the mode, read size and
     /// line length to expect (with --addr, state the server's).
@@ -351,6 +370,24 @@ pub struct SoakArgs {
     /// The server to start, as a child process.
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// Options of `merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The `load --json` reports, one file each, of loads run at the same
+    /// time against one server.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<std::path::PathBuf>,
+
+    /// The server's `serve --stats-json` file: adds its CPU per round trip
+    /// (and per connection), over its whole life.
+    #[arg(long, value_name = "FILE")]
+    pub server_stats: Option<std::path::PathBuf>,
+
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

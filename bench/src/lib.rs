@@ -24,6 +24,7 @@ pub mod compare;
 pub mod list;
 pub mod load;
 pub mod logging;
+pub mod merge;
 pub mod procfs;
 pub mod serve;
 pub mod soak;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use echo_bench::cli::{Cli, Command};
-use echo_bench::{check, compare, list, load, logging, serve, soak};
+use echo_bench::{check, compare, list, load, logging, merge, serve, soak};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check::run(args.addr, &args.server.spec(), args.case.as_deref()),
         Some(Command::Load(args)) => load::command::run(args),
         Some(Command::Soak(args)) => soak::run(args),
+        Some(Command::Merge(args)) => merge::run(&args.reports, args.server_stats.as_deref(), args.json),
         Some(Command::Compare(args)) => args
             .settings(load::pinning(args.pin, args.spin))
             .and_then(|settings| compare::run(&settings, args.out.as_deref())),

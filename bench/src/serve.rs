@@ -27,6 +27,9 @@ pub struct Serve {
     /// server, dies, so that a server started by `load` or `compare` never
     /// outlives them.
     pub exit_with_parent: Option<i32>,
+    /// When the server exits, write its own figures here as JSON (see
+    /// [`crate::merge::ServerStats`]).
+    pub stats_json: Option<std::path::PathBuf>,
 }
 
 /// Serves until SIGINT or SIGTERM, then drains for `args.drain` and
@@ -46,6 +49,9 @@ pub fn run(args: &Serve) -> anyhow::Result<()> {
             "the process that started this server is gone"
         );
     }
+    if let Some(path) = &args.stats_json {
+        crate::merge::ServerStats::check_writable(path)?;
+    }
     if let Some(cpu) = args.cpu {
         // Before any server thread exists: threads inherit the affinity.
         crate::procfs::pin_current_thread(cpu).with_context(|| format!("cannot pin to CPU {cpu}"))?;
@@ -59,6 +65,7 @@ pub fn run(args: &Serve) -> anyhow::Result<()> {
     let server = backend
         .spawn(listener, &config)
         .with_context(|| format!("cannot start the {} backend", backend.name()))?;
+    let (server_addr, started) = (server.local_addr(), std::time::SystemTime::now());
 
     // Scripts read the bound address from this line (with port 0 it is the
     // only way to learn it), so it goes to stdout and is flushed at once.
@@ -94,5 +101,10 @@ pub fn run(args: &Serve) -> anyhow::Result<()> {
     });
     let stats = done_rx.recv().context("the shutdown thread died")?;
     tracing::info!(?stats, "stopped");
+    if let Some(path) = &args.stats_json {
+        crate::merge::ServerStats::of_this_process(&args.spec, server_addr, started, &stats)
+            .write(path)
+            .with_context(|| format!("cannot write the server's figures to {}", path.display()))?;
+    }
     Ok(())
 }

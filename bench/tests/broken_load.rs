@@ -46,6 +46,11 @@ enum Behaviour {
     /// Answers correctly, then sends one more piece when the client
     /// half-closes.
     ExtraAtEnd,
+    /// Answers three whole messages, then closes the connection.
+    ClosesAfterThree,
+    /// Answers everything, but holds the connection open for 3 s after
+    /// the client half-closes it.
+    HoldsAfterEnd,
 }
 
 /// Every mode.
@@ -70,6 +75,9 @@ const fn case(behaviour: Behaviour, modes: &'static [Mode], args: &'static str) 
 
 /// Message size at which the old payload table made every message alike.
 const ALIKE: &str = "--connections 1 --size 65521 --pipeline 4";
+
+/// Connections that live five round trips each.
+const CHURN: &str = "--connections 2 --size 64 --churn 5";
 
 /// The run's length: short, with a grace to collect the last replies.
 const RUN: &str = "--duration 300ms --warmup 0s --grace 500ms";
@@ -98,6 +106,13 @@ fn case_of(name: &str) -> Case {
         "swaps_connections" => case(SwapsConnections, ALL, "--connections 2 --size 64"),
         "wrong_prefix" => case(WrongPrefix, PREFIXED, "--connections 1 --size 64"),
         "extra_at_end" => case(ExtraAtEnd, ALL, "--connections 2 --size 64"),
+        "reference_churn" => case(Reference, ALL, CHURN),
+        "reference_churn_open_loop" => {
+            case(Reference, ALL, "--connections 2 --size 64 --churn 2 --rate 2000")
+        }
+        "closes_before_churn" => case(ClosesAfterThree, ALL, CHURN),
+        "extra_at_churn" => case(ExtraAtEnd, ALL, CHURN),
+        "holds_after_churn" => case(HoldsAfterEnd, ALL, CHURN),
         other => panic!("no case {other}"),
     }
 }
@@ -135,6 +150,11 @@ cases!(
     swaps_connections,
     wrong_prefix,
     extra_at_end,
+    reference_churn,
+    reference_churn_open_loop,
+    closes_before_churn,
+    extra_at_churn,
+    holds_after_churn,
 );
 
 /// Runs `load` against the case's server in `mode` (a mode the case does
@@ -285,6 +305,9 @@ fn serve(mut stream: TcpStream, index: usize, params: Params, accepted: &Accepte
             if params.behaviour == ExtraAtEnd {
                 out.write_all(if mode == Mode::Raw { b"x" } else { b"GOT:x" })?;
             }
+            if params.behaviour == HoldsAfterEnd {
+                thread::sleep(Duration::from_secs(3));
+            }
             return Ok(());
         }
         let input = &buf[..n];
@@ -318,6 +341,7 @@ fn serve(mut stream: TcpStream, index: usize, params: Params, accepted: &Accepte
                 return Ok(());
             }
             ClosesEarly if received >= 64 * 1024 => return Ok(()),
+            ClosesAfterThree if received >= 3 * size => return Ok(()),
             Resets if received >= 64 * 1024 => {
                 socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
                 return Ok(());

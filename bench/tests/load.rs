@@ -64,6 +64,68 @@ fn a_closed_loop_run_reports_every_figure() -> io::Result<()> {
 }
 
 #[test]
+fn the_json_report_carries_its_latency_histogram() -> io::Result<()> {
+    let report = json_report("load --backend mio --connections 2 --size 64 --duration 300ms --warmup 0s")?;
+    let text = report["latency_histogram_ns"].as_str().expect("a histogram");
+    let histogram = echo_bench::load::histogram::decode(text).unwrap();
+    // Every round trip of the window, and the replies of the grace.
+    let counted =
+        report["round_trips"].as_u64().unwrap() + report["grace"]["answered_in_grace"].as_u64().unwrap();
+    assert_eq!(histogram.len(), counted, "{report}");
+    // (JSON numbers come back to within a unit of the last place.)
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+    assert!(close(histogram.max() as f64 / 1e3, report["latency_us"]["max"].as_f64().unwrap()), "{report}");
+    let totals = &report["totals"];
+    let mb_out = totals["bytes_out"].as_f64().unwrap() / 0.3 / 1e6;
+    assert!(close(mb_out, report["mb_per_s_out"].as_f64().unwrap()), "{report}");
+    assert!(totals["window_start_unix_s"].as_f64().unwrap() > 1.6e9, "{totals}");
+    assert_eq!(report["churn"], serde_json::Value::Null);
+    Ok(())
+}
+
+#[test]
+fn a_churned_run_reports_connections_per_second_and_connect_latency() -> io::Result<()> {
+    let report = json_report("load --backend mio --churn 5 --connections 4 --duration 1s --warmup 200ms")?;
+    let churn = &report["churn"];
+    assert_eq!(churn["round_trips_per_connection"], 5, "{report}");
+    let closed = churn["connections_closed"].as_u64().unwrap();
+    assert!(closed > 0 && churn["connections_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    // Five round trips per connection, four places: the round trips of the
+    // window come from the connections closed in it, but for at most two a
+    // place at each edge of the window (one retired and waiting for the
+    // server's close, one under way).
+    let rt = report["round_trips"].as_u64().unwrap();
+    assert!(rt >= 5 * closed.saturating_sub(8) && rt <= 5 * (closed + 8), "{report}");
+    let connect = &churn["connect_latency_us"];
+    let (p50, max) = (connect["p50"].as_f64().unwrap(), connect["max"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= max, "{report}");
+    let connects =
+        echo_bench::load::histogram::decode(churn["connect_histogram_ns"].as_str().unwrap()).unwrap();
+    assert_eq!(connects.len(), churn["connects"].as_u64().unwrap());
+    assert!(churn["server_cpu_us_per_connection"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["server"]["cpu_us_per_round_trip"].as_f64().unwrap() > 0.0, "{report}");
+    // And the text says so.
+    let out = echo_bench(&[
+        "load",
+        "--backend",
+        "mio",
+        "--churn",
+        "3",
+        "--connections",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("3 round trips per connection") && stdout.contains("connect (µs)"), "{stdout}");
+    assert!(stdout.contains("per connection (its whole lifetime)"), "{stdout}");
+    Ok(())
+}
+
+#[test]
 fn an_open_loop_run_keeps_its_rate() -> io::Result<()> {
     let report = json_report(
         "load --backend mio --mode line --connections 10 --rate 2000 --duration 1s --warmup 200ms",

@@ -85,17 +85,23 @@ impl Drop for TestServer {
     }
 }
 
+/// Hands what one read returned to `session`: zero bytes are the end of
+/// input.
+fn answer(session: &mut Session, input: &[u8]) {
+    if input.is_empty() {
+        session.finish();
+    } else {
+        session.receive(input);
+    }
+}
+
 /// Correct: read, answer through the Session, write every reply byte.
 fn reference(mut stream: TcpStream, params: Params) -> io::Result<()> {
     let mut session = params.session();
     let mut buf = params.buffer();
     loop {
         let n = stream.read(&mut buf)?;
-        if n == 0 {
-            session.finish();
-        } else {
-            session.receive(&buf[..n]);
-        }
+        answer(&mut session, &buf[..n]);
         stream.write_all(session.pending())?;
         session.advance(session.pending().len());
         if n == 0 {
@@ -114,11 +120,7 @@ fn drops_unwritten(mut stream: TcpStream, params: Params) -> io::Result<()> {
     loop {
         stream.set_nonblocking(false)?;
         let n = stream.read(&mut buf)?;
-        if n == 0 {
-            session.finish();
-        } else {
-            session.receive(&buf[..n]);
-        }
+        answer(&mut session, &buf[..n]);
         stream.set_nonblocking(true)?;
         match stream.write(session.pending()) {
             Ok(_) => {}
@@ -155,11 +157,7 @@ fn closes_early(mut stream: TcpStream, params: Params) -> io::Result<()> {
     loop {
         let n = stream.read(&mut buf)?;
         received += n;
-        if n == 0 {
-            session.finish();
-        } else {
-            session.receive(&buf[..n]);
-        }
+        answer(&mut session, &buf[..n]);
         stream.write_all(session.pending())?;
         session.advance(session.pending().len());
         if n == 0 || received >= 1 << 20 {
@@ -190,11 +188,7 @@ fn reorders(mut stream: TcpStream, params: Params) -> io::Result<()> {
             }
             Err(e) => return Err(e),
         };
-        if n == 0 {
-            session.finish();
-        } else {
-            session.receive(&buf[..n]);
-        }
+        answer(&mut session, &buf[..n]);
         let reply = session.pending().to_vec();
         session.advance(reply.len());
         if !reply.is_empty() {
@@ -347,14 +341,21 @@ fn cases_follow_the_targets_limits() -> io::Result<()> {
 /// does not read while it writes.
 #[test]
 fn dropped_partial_writes_fail_slow_reader() -> io::Result<()> {
+    assert_in_every_mode(
+        drops_unwritten,
+        &["slow_reader"],
+        &["seed_transcript", "every_byte_value", "empty_connection", "many_clients"],
+    )
+}
+
+/// Runs the suite in every mode against `handler`, which must fail each
+/// case of `failing` and pass each of `passing`.
+#[track_caller]
+fn assert_in_every_mode(handler: Handler, failing: &[&str], passing: &[&str]) -> io::Result<()> {
     for mode in Mode::ALL {
         let params = Params::new(mode);
-        let server = TestServer::spawn(params, drops_unwritten)?;
-        assert_outcomes(
-            &server.target(params),
-            &["slow_reader"],
-            &["seed_transcript", "every_byte_value", "empty_connection", "many_clients"],
-        );
+        let server = TestServer::spawn(params, handler)?;
+        assert_outcomes(&server.target(params), failing, passing);
     }
     Ok(())
 }
@@ -381,32 +382,22 @@ fn missing_prefix_fails_every_case() -> io::Result<()> {
 /// connection, and only by those.
 #[test]
 fn early_close_fails_the_long_streams() -> io::Result<()> {
-    for mode in Mode::ALL {
-        let params = Params::new(mode);
-        let server = TestServer::spawn(params, closes_early)?;
-        assert_outcomes(
-            &server.target(params),
-            &["large_stream", "slow_reader"],
-            &["seed_transcript", "half_close", "chunking_independence", "long_lines", "reset_mid_stream"],
-        );
-    }
-    Ok(())
+    assert_in_every_mode(
+        closes_early,
+        &["large_stream", "slow_reader"],
+        &["seed_transcript", "half_close", "chunking_independence", "long_lines", "reset_mid_stream"],
+    )
 }
 
 /// (4) Swapping two replies is caught wherever replies follow each other
 /// closely; a strict round trip (one reply at a time) cannot see it.
 #[test]
 fn reordered_replies_fail_the_streams() -> io::Result<()> {
-    for mode in Mode::ALL {
-        let params = Params::new(mode);
-        let server = TestServer::spawn(params, reorders)?;
-        assert_outcomes(
-            &server.target(params),
-            &["large_stream", "slow_reader", "chunking_independence"],
-            &["seed_transcript", "empty_connection"],
-        );
-    }
-    Ok(())
+    assert_in_every_mode(
+        reorders,
+        &["large_stream", "slow_reader", "chunking_independence"],
+        &["seed_transcript", "empty_connection"],
+    )
 }
 
 /// (5) Closing at end of input with replies queued in memory is caught by
@@ -417,12 +408,7 @@ fn reordered_replies_fail_the_streams() -> io::Result<()> {
 #[test]
 fn close_at_eof_with_backlog_fails_half_close_backed_up() -> io::Result<()> {
     let others: Vec<_> = all_cases().into_iter().filter(|&name| name != "half_close_backed_up").collect();
-    for mode in Mode::ALL {
-        let params = Params::new(mode);
-        let server = TestServer::spawn(params, closes_at_eof_with_backlog)?;
-        assert_outcomes(&server.target(params), &["half_close_backed_up"], &others);
-    }
-    Ok(())
+    assert_in_every_mode(closes_at_eof_with_backlog, &["half_close_backed_up"], &others)
 }
 
 /// A failure names what differed, not just that something did.

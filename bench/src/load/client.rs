@@ -5,6 +5,13 @@
 //! new and waits, up to the grace, for the replies still owed. Any
 //! connection the server closes, half-closes or resets while the thread
 //! holds it fails the run: connections are the client's to close.
+//!
+//! With churn (`--churn N`) a connection is retired once its N-th reply
+//! is verified: the client shuts down its write side and the server must
+//! answer with its end of stream, and nothing else, within the grace. A
+//! new connection, with a new id and so a stream of its own, takes the
+//! retired one's place at once, connecting without blocking; the place
+//! keeps its open-loop schedule and its round-trip count.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -16,6 +23,7 @@ use hdrhistogram::Histogram;
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
 
 use super::pattern::{Checker, Mismatch, Pattern};
 use super::schedule::{Schedule, TIMER, counted_from};
@@ -44,6 +52,14 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub(crate) struct ThreadResult {
     pub(crate) latency_ns: Histogram<u64>,
+    /// Churn: connect latencies of the connections established in the
+    /// window.
+    pub(crate) connect_ns: Histogram<u64>,
+    /// Churn: connection lifetimes completed in the window (N round trips,
+    /// then the client's half-close answered by the server's close).
+    pub(crate) lifetimes: u64,
+    /// Churn: connections established in the window.
+    pub(crate) connects: u64,
     pub(crate) per_connection: Vec<u64>,
     pub(crate) bytes_out: u64,
     pub(crate) bytes_in: u64,
@@ -85,9 +101,32 @@ pub(crate) struct Closing {
     pub(crate) sent: u64,
 }
 
+/// The poll tokens of retired connections start here: below are the
+/// places of the live ones, and `TIMER` is above.
+const RETIRED: usize = usize::MAX / 2;
+
+/// Where a connection stands in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// A non-blocking connect started at this time and not yet
+    /// established: nothing is sent.
+    Connecting(Instant),
+    /// Established: loaded and checked.
+    Open,
+    /// Churn: its round trips done, the client has shut its write side
+    /// down; the server must close its own by this deadline, sending
+    /// nothing more.
+    HalfClosed(Instant),
+    /// Its life is over: both sides closed.
+    Done,
+}
+
 /// One connection of the load generator.
 struct Conn {
     stream: TcpStream,
+    state: State,
+    /// Churn: round trips after which the connection is retired.
+    churn: Option<u64>,
     /// Global connection number, for reports.
     id: usize,
     /// Its index in this thread's connections, and so in the schedule.
@@ -123,7 +162,10 @@ impl Conn {
     /// a closed loop, the overdue ones in an open loop (`schedule`, shared
     /// by `conns` connections).
     fn fill(&mut self, now: Instant, schedule: Option<&Schedule>, conns: usize) {
-        while self.in_flight.len() < self.pipeline {
+        if self.state != State::Open {
+            return;
+        }
+        while self.in_flight.len() < self.pipeline && self.churn.is_none_or(|n| self.queued < n) {
             let start = match schedule {
                 Some(schedule) => {
                     if self.overdue == 0 {
@@ -198,6 +240,20 @@ enum Phase {
 /// One thread's event loop and what it has measured so far.
 struct Thread<'a> {
     config: &'a LoadConfig,
+    checks: &'a Checks,
+    /// Churn: round trips per connection.
+    churn: Option<u64>,
+    /// Churn: connections retired from their place and waiting for the
+    /// server's end of stream, under the tokens from `RETIRED` on.
+    retired: Slab<Conn>,
+    /// Churn: the deadline of each retired connection (with its slab key
+    /// and id, as a key may be reused), oldest first.
+    retired_deadlines: VecDeque<(Instant, usize, usize)>,
+    /// Churn: the id of this thread's next new connection, and the step
+    /// to the one after (the threads' ids interleave, so every connection
+    /// of the run has its own).
+    next_id: usize,
+    id_step: usize,
     shared: &'a Shared,
     poll: Poll,
     events: Events,
@@ -220,6 +276,7 @@ struct Thread<'a> {
 pub(crate) fn run(
     config: &LoadConfig,
     checks: &Checks,
+    churn: Option<u64>,
     streams: Vec<(usize, std::net::TcpStream)>,
     thread_index: usize,
     shared: &Arc<Shared>,
@@ -228,11 +285,17 @@ pub(crate) fn run(
         procfs::pin_current_thread(cpu)?;
     }
     let poll = Poll::new()?;
-    let conns = connections(config, checks, streams, &poll)?;
+    let conns = connections(config, checks, churn, streams, &poll)?;
     let start = Instant::now();
     let schedule = Schedule::new(config, conns.len(), thread_index, start, &poll)?;
     let mut thread = Thread {
         config,
+        checks,
+        churn,
+        retired: Slab::new(),
+        retired_deadlines: VecDeque::new(),
+        next_id: config.connections + thread_index,
+        id_step: config.client_threads.max(1),
         shared,
         poll,
         events: Events::with_capacity(1024),
@@ -258,6 +321,7 @@ pub(crate) fn run(
 fn connections(
     config: &LoadConfig,
     checks: &Checks,
+    churn: Option<u64>,
     streams: Vec<(usize, std::net::TcpStream)>,
     poll: &Poll,
 ) -> io::Result<Vec<Conn>> {
@@ -269,26 +333,43 @@ fn connections(
         // only comes after a write that did not fit, so this costs nothing
         // while writes succeed at once.
         poll.registry().register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)?;
-        let pattern = Pattern::new(id as u64, config.size, config.mode);
-        conns.push(Conn {
-            stream,
-            id,
-            slot,
-            pattern,
-            checker: Checker::new(pattern, config.mode, checks.read_size, checks.max_line),
-            out: Vec::new(),
-            out_pos: 0,
-            queued: 0,
-            completed: 0,
-            in_flight: VecDeque::new(),
-            due_taken: 0,
-            overdue: 0,
-            measured: 0,
-            alive: true,
-            pipeline: config.pipeline.max(1),
-        });
+        conns.push(new_conn(config, checks, churn, id, slot, stream, State::Open));
     }
     Ok(conns)
+}
+
+/// Connection `id` in place `slot`, on `stream`, registered already.
+fn new_conn(
+    config: &LoadConfig,
+    checks: &Checks,
+    churn: Option<u64>,
+    id: usize,
+    slot: usize,
+    stream: TcpStream,
+    state: State,
+) -> Conn {
+    // The pattern's start follows from the id: a new connection's stream
+    // differs from every other live one's (see `pattern`).
+    let pattern = Pattern::new(id as u64, config.size, config.mode);
+    Conn {
+        stream,
+        state,
+        churn,
+        id,
+        slot,
+        pattern,
+        checker: Checker::new(pattern, config.mode, checks.read_size, checks.max_line),
+        out: Vec::new(),
+        out_pos: 0,
+        queued: 0,
+        completed: 0,
+        in_flight: VecDeque::new(),
+        due_taken: 0,
+        overdue: 0,
+        measured: 0,
+        alive: true,
+        pipeline: config.pipeline.max(1),
+    }
 }
 
 /// A latency histogram that holds any latency the run can see: none is
@@ -304,6 +385,9 @@ fn latency_histogram(config: &LoadConfig, checks: &Checks) -> io::Result<Histogr
 impl ThreadResult {
     fn new(latency_ns: Histogram<u64>) -> Self {
         ThreadResult {
+            connect_ns: latency_ns.clone(),
+            lifetimes: 0,
+            connects: 0,
             latency_ns,
             per_connection: Vec::new(),
             bytes_out: 0,
@@ -345,9 +429,13 @@ impl Thread<'_> {
                 self.counting_out = true;
                 self.cpu_start = procfs::thread_cpu()?;
             }
+            self.expire_retired(now);
             // Whether this pass sent on schedule before polling: work, not idle.
             let sent = self.send_due(now)?;
             let mut timeout = self.shared.end.saturating_duration_since(now);
+            if let Some(&(deadline, _, _)) = self.retired_deadlines.front() {
+                timeout = timeout.min(deadline.saturating_duration_since(now));
+            }
             if !self.measuring {
                 timeout = timeout.min(self.shared.measure_from.saturating_duration_since(now));
             }
@@ -422,15 +510,22 @@ impl Thread<'_> {
     fn grace(&mut self) -> io::Result<()> {
         loop {
             let now = Instant::now();
+            self.expire_retired(now);
             let owed = self.conns.iter().any(|c| c.alive && !c.in_flight.is_empty());
-            if !owed || now >= self.shared.grace_end || self.shared.abort.load(Relaxed) {
+            // Churn: a server's close after the client's is owed too.
+            let closing = !self.retired.is_empty()
+                || self.conns.iter().any(|c| c.alive && matches!(c.state, State::HalfClosed(_)));
+            if !(owed || closing) || now >= self.shared.grace_end || self.shared.abort.load(Relaxed) {
                 return Ok(());
             }
-            let timeout = if self.config.spin {
+            let mut timeout = if self.config.spin {
                 Duration::ZERO
             } else {
                 self.shared.grace_end.saturating_duration_since(now)
             };
+            if let Some(&(deadline, _, _)) = self.retired_deadlines.front() {
+                timeout = timeout.min(deadline.saturating_duration_since(now));
+            }
             self.poll_and_serve(timeout, now, Phase::Grace)?;
         }
     }
@@ -465,17 +560,36 @@ impl Thread<'_> {
             // Nothing to read on the timer: arming it again resets its
             // expiration count, and its next expiry is a new edge.
             let slot = event.token().0;
-            if event.token() == TIMER || self.conns.get(slot).is_none_or(|c| !c.alive) {
+            if event.token() == TIMER {
                 continue;
             }
-            if readable(event) {
-                // A closed read side or an error: the end of the stream (or
-                // the error) waits behind the data, and must be read.
-                let to_eof = event.is_read_closed() || event.is_error();
-                self.read(slot, woke, to_eof, phase)?;
+            if slot >= RETIRED {
+                self.retired_event(slot - RETIRED, woke);
+                continue;
             }
-            if self.conns[slot].alive {
-                self.send(slot);
+            let Some(conn) = self.conns.get(slot) else { continue };
+            if !conn.alive {
+                continue;
+            }
+            match conn.state {
+                State::Connecting(started) => self.connecting(slot, started, woke, phase),
+                State::HalfClosed(_) => self.half_closed_slot(slot, woke),
+                State::Done => {}
+                State::Open => {
+                    if readable(event) {
+                        // A closed read side or an error: the end of the stream (or
+                        // the error) waits behind the data, and must be read.
+                        let to_eof = event.is_read_closed() || event.is_error();
+                        self.read(slot, woke, to_eof, phase)?;
+                    }
+                    if self.conns[slot].alive {
+                        self.send(slot);
+                    }
+                    let conn = &self.conns[slot];
+                    if conn.alive && self.churn.is_some_and(|n| conn.completed >= n) {
+                        self.retire(slot, woke, phase);
+                    }
+                }
             }
         }
         self.events = events;
@@ -502,10 +616,177 @@ impl Thread<'_> {
     /// thread is the one reported, and every thread stops.
     fn fail(&mut self, slot: usize, failure: Mismatch) {
         let conn = &mut self.conns[slot];
-        self.result.failure.get_or_insert((conn.id, failure));
-        self.shared.abort.store(true, Relaxed);
         conn.alive = false;
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        let id = conn.id;
+        self.fail_with(id, failure);
+    }
+
+    /// Fails the run on connection `id`.
+    fn fail_with(&mut self, id: usize, failure: Mismatch) {
+        self.result.failure.get_or_insert((id, failure));
+        self.shared.abort.store(true, Relaxed);
+    }
+
+    /// Churn: `slot`'s connection has lived its round trips. Anything the
+    /// server sent beyond the last reply, or a close of its own before the
+    /// client's, fails the run; otherwise the client shuts its write side
+    /// down and, in the run, a new connection takes the place at once
+    /// while the old one waits for the server's end of stream.
+    fn retire(&mut self, slot: usize, now: Instant, phase: Phase) {
+        let deadline = now + self.checks.grace;
+        let conn = &mut self.conns[slot];
+        match half_closed_read(conn, &mut self.buf) {
+            Ok(false) => {}
+            Ok(true) => {
+                let failure = conn.checker.failure(
+                    "the connection open until the client closed it".to_owned(),
+                    "the end of the stream: the server closed the connection first".to_owned(),
+                );
+                return self.fail(slot, failure);
+            }
+            Err(failure) => return self.fail(slot, failure),
+        }
+        // An error here is a connection already gone, which the next read
+        // shows.
+        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        conn.state = State::HalfClosed(deadline);
+        if phase != Phase::Run || now >= self.shared.end || self.shared.abort.load(Relaxed) {
+            // Nothing new once the window has closed: the place stays
+            // with the old connection until the server closes it.
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += self.id_step;
+        let started = Instant::now();
+        let stream = TcpStream::connect(self.config.addr).and_then(|mut stream| {
+            self.poll.registry().register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => return self.connect_failed(slot, &e),
+        };
+        let mut new =
+            new_conn(self.config, self.checks, self.churn, id, slot, stream, State::Connecting(started));
+        let old = &self.conns[slot];
+        (new.due_taken, new.overdue, new.measured) = (old.due_taken, old.overdue, old.measured);
+        let mut old = std::mem::replace(&mut self.conns[slot], new);
+        let entry = self.retired.vacant_entry();
+        let key = entry.key();
+        if self.poll.registry().reregister(&mut old.stream, Token(RETIRED + key), Interest::READABLE).is_err()
+        {
+            // Gone already: its end of stream is no longer the server's to give.
+            return;
+        }
+        self.retired_deadlines.push_back((deadline, key, old.id));
+        entry.insert(old);
+    }
+
+    /// A connect that failed fails the run, with the error.
+    fn connect_failed(&mut self, slot: usize, e: &io::Error) {
+        self.result.errors.record(e);
+        self.shared.errors.fetch_add(1, Relaxed);
+        let failure = self.conns[slot]
+            .checker
+            .failure(format!("a new connection to {}", self.config.addr), format!("an error: {e}"));
+        self.fail(slot, failure);
+    }
+
+    /// Churn: an event on `slot`'s connection while it connects. Mio's
+    /// contract: a writable (or error) event means the connect finished,
+    /// one way or the other, which `take_error` and `peer_addr` tell; a
+    /// spurious wake-up finds it still connecting (`NotConnected`).
+    fn connecting(&mut self, slot: usize, started: Instant, woke: Instant, phase: Phase) {
+        let conn = &mut self.conns[slot];
+        let established = match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match conn.stream.peer_addr() {
+                Ok(_) => conn.stream.set_nodelay(true).map(|()| true),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+                Err(e) => Err(e),
+            },
+        };
+        match established {
+            Ok(false) => {}
+            Ok(true) => {
+                conn.state = State::Open;
+                if self.measuring && woke < self.shared.end {
+                    self.result.connects += 1;
+                    let ns = woke.saturating_duration_since(started).as_nanos().max(1) as u64;
+                    // Beyond the bound only if the connect took longer than
+                    // the run: then it is left out, as it is of no window.
+                    let _ = self.result.connect_ns.record(ns);
+                }
+                if phase == Phase::Run && woke < self.shared.end {
+                    self.fill_and_send(slot, woke);
+                }
+            }
+            Err(e) => self.connect_failed(slot, &e),
+        }
+    }
+
+    /// Churn: an event on a connection retired in the grace, still in its
+    /// place.
+    fn half_closed_slot(&mut self, slot: usize, woke: Instant) {
+        match half_closed_read(&mut self.conns[slot], &mut self.buf) {
+            Ok(false) => {}
+            Ok(true) => {
+                let conn = &mut self.conns[slot];
+                conn.state = State::Done;
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+                if self.measuring && woke < self.shared.end {
+                    self.result.lifetimes += 1;
+                }
+            }
+            Err(failure) => self.fail(slot, failure),
+        }
+    }
+
+    /// Churn: an event on retired connection `key`: its end of stream
+    /// completes its life; bytes fail the run.
+    fn retired_event(&mut self, key: usize, woke: Instant) {
+        let Some(conn) = self.retired.get_mut(key) else { return };
+        let failure = match half_closed_read(conn, &mut self.buf) {
+            Ok(false) => return,
+            Ok(true) => None,
+            Err(failure) => Some(failure),
+        };
+        let mut conn = self.retired.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        match failure {
+            None if self.measuring && woke < self.shared.end => self.result.lifetimes += 1,
+            None => {}
+            Some(failure) => self.fail_with(conn.id, failure),
+        }
+    }
+
+    /// Churn: fails the run on the first retired connection whose server
+    /// has not closed its side within the grace after the client did.
+    fn expire_retired(&mut self, now: Instant) {
+        while let Some(&(deadline, key, id)) = self.retired_deadlines.front() {
+            if deadline > now {
+                return;
+            }
+            self.retired_deadlines.pop_front();
+            if self.retired.get(key).is_none_or(|c| c.id != id) {
+                continue;
+            }
+            let mut conn = self.retired.remove(key);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let failure = conn.checker.failure(
+                format!(
+                    "the server's end of stream within the {} grace after the client half-closed",
+                    humantime::format_duration(self.checks.grace)
+                ),
+                "nothing".to_owned(),
+            );
+            self.fail_with(id, failure);
+        }
     }
 
     /// Queues what the pipeline has room for (never in the grace) and
@@ -519,6 +800,9 @@ impl Thread<'_> {
     /// Writes what is queued, counting the bytes if measuring; a failed
     /// write fails the run.
     fn send(&mut self, slot: usize) {
+        if self.conns[slot].state != State::Open {
+            return;
+        }
         match self.conns[slot].flush() {
             Ok(n) if self.counting_out => self.result.bytes_out += n as u64,
             Ok(_) => {}
@@ -600,6 +884,33 @@ impl Thread<'_> {
     /// The thread's result: what it measured, and its connections, still
     /// open, with what they still owe.
     fn finish(mut self) -> ThreadResult {
+        // Churn: a retired connection still waiting for the server's close
+        // once its deadline has passed fails the run, as in the run; one
+        // retired in the grace, with time left, is only waited for, as the
+        // closing check waits for the others.
+        self.expire_retired(Instant::now());
+        let now = Instant::now();
+        for slot in 0..self.conns.len() {
+            let conn = &mut self.conns[slot];
+            match conn.state {
+                State::HalfClosed(deadline) if conn.alive && deadline <= now => {
+                    let failure = conn.checker.failure(
+                        format!(
+                            "the server's end of stream within the {} grace after the client half-closed",
+                            humantime::format_duration(self.checks.grace)
+                        ),
+                        "nothing".to_owned(),
+                    );
+                    self.fail(slot, failure);
+                }
+                // Never established, or its life over: nothing to check.
+                State::Connecting(_) | State::HalfClosed(_) | State::Done if conn.alive => {
+                    conn.alive = false;
+                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                }
+                _ => {}
+            }
+        }
         for conn in &self.conns {
             if conn.alive && !conn.in_flight.is_empty() {
                 self.result.owed_after_grace += conn.in_flight.len() as u64;
@@ -612,9 +923,12 @@ impl Thread<'_> {
         for conn in self.conns.iter_mut().filter(|c| c.alive) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
+        // The live ones only: a churned place whose last connection never
+        // connected, or whose life is over, has nothing left to check.
         self.result.connections = self
             .conns
             .into_iter()
+            .filter(|c| c.alive)
             .map(|c| Closing {
                 id: c.id,
                 sent: c.queued * c.pattern.size(),
@@ -623,6 +937,28 @@ impl Thread<'_> {
             })
             .collect();
         self.result
+    }
+}
+
+/// Reads a connection the client has half-closed (or is about to): whether
+/// the server's end of stream has come. A reset counts as one: the client
+/// has closed its side, and how the server closes its own is its business,
+/// as in the closing check. A byte is one beyond the last reply, and fails
+/// the run.
+fn half_closed_read(conn: &mut Conn, buf: &mut [u8]) -> Result<bool, Mismatch> {
+    loop {
+        match conn.stream.read(buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                return Err(conn.checker.failure(
+                    "nothing after the last reply".to_owned(),
+                    format!("{n} more bytes, starting {:?}", String::from_utf8_lossy(&buf[..n.min(16)])),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Ok(true),
+        }
     }
 }
 

@@ -38,7 +38,8 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         (None, None) => unreachable!("a server is started when no address is given"),
     };
     let config = config(args, addr, pin);
-    let outcome = super::run_checked(&config, &checks, server.as_ref().map(|s| s as &dyn Observed));
+    let outcome =
+        super::run_measured(&config, &checks, args.churn, server.as_ref().map(|s| s as &dyn Observed));
     if let Some(server) = server {
         let status = server.stop(Duration::from_secs(10))?;
         if !status.success() {
@@ -46,14 +47,11 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         }
     }
     match outcome {
-        Ok((report, grace)) => {
+        Ok(measured) => {
             if args.json {
-                // The report's fields, and the grace's under "grace".
-                let mut value = serde_json::to_value(&report)?;
-                value["grace"] = serde_json::to_value(&grace)?;
-                println!("{value}");
+                println!("{}", measured.to_json()?);
             } else {
-                print!("{report}{grace}");
+                print!("{measured}");
             }
             Ok(true)
         }

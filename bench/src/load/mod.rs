@@ -15,10 +15,24 @@
 //! then, a connection the server closed, half-closed or reset, or a byte
 //! beyond the last reply fails the run ([`LoadError::Mismatch`]) and no
 //! figure is reported.
+//!
+//! With churn (`--churn N`, [`run_measured`]) each connection closes after
+//! N round trips, cleanly and checked (see `client`), and a new one takes
+//! its place at once: the run measures connection set-up and tear-down as
+//! well as round trips.
+//!
+//! `load --json` ([`Measured::to_json`]) prints the [`Report`]'s fields
+//! and beside them `"grace"` ([`GraceFigures`]), `"latency_histogram_ns"`
+//! (the latency histogram, nanoseconds, HdrHistogram V2 compressed in
+//! base64: see [`histogram`]), `"totals"` ([`Totals`]: bytes, polls,
+//! cores, when the window opened, the host) and `"churn"`
+//! ([`ChurnFigures`], null without `--churn`): what `echo-bench merge`
+//! needs to add up the reports of loads run at the same time exactly.
 
 mod client;
 mod closing;
 pub mod command;
+pub mod histogram;
 pub mod pattern;
 mod report;
 mod sample;
@@ -33,7 +47,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use echo_core::Mode;
 
-pub use report::{CLIENT_SATURATED, Errors, Latency, Report, ServerFigures};
+pub use report::{
+    CLIENT_SATURATED, ChurnFigures, Errors, Latency, Report, ServerFigures, Text, Totals, host_name,
+};
 pub use sample::Sample;
 
 use crate::procfs;
@@ -135,7 +151,7 @@ impl Default for Checks {
 
 /// What happened after the window, in the grace: reported beside the
 /// [`Report`] (in `load --json` under `"grace"`).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GraceFigures {
     /// The grace allowed, seconds.
     pub grace_s: f64,
@@ -189,6 +205,44 @@ impl Observed for crate::child::ServerProcess {
     }
 }
 
+/// Everything one run measured: the report and what `load --json` carries
+/// beside it.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// The figures.
+    pub report: Report,
+    /// What the grace saw.
+    pub grace: GraceFigures,
+    /// The latency histogram (nanoseconds) the report's percentiles come
+    /// from, in the form of [`histogram::encode`]: what lets reports merge
+    /// exactly.
+    pub latency_histogram_ns: String,
+    /// The counts a merge adds up.
+    pub totals: Totals,
+    /// With `--churn`, its figures.
+    pub churn: Option<ChurnFigures>,
+}
+
+impl Measured {
+    /// The JSON of `load --json`: the report's fields, and beside them
+    /// `"grace"`, `"latency_histogram_ns"`, `"totals"` and `"churn"`.
+    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        let mut value = serde_json::to_value(&self.report)?;
+        value["grace"] = serde_json::to_value(&self.grace)?;
+        value["latency_histogram_ns"] = serde_json::to_value(&self.latency_histogram_ns)?;
+        value["totals"] = serde_json::to_value(&self.totals)?;
+        value["churn"] = serde_json::to_value(&self.churn)?;
+        Ok(value)
+    }
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = Text { report: &self.report, churn: self.churn.as_ref(), server_line: None };
+        write!(f, "{text}{}", self.grace)
+    }
+}
+
 /// Runs the load with the protocol's defaults and a grace of
 /// [`DEFAULT_GRACE`] and returns what it measured. `server`, when the
 /// server is a process of ours, adds its CPU time and peak memory to the
@@ -204,7 +258,22 @@ pub fn run_checked(
     checks: &Checks,
     server: Option<&dyn Observed>,
 ) -> Result<(Report, GraceFigures), LoadError> {
+    run_measured(config, checks, None, server).map(|m| (m.report, m.grace))
+}
+
+/// Runs the load, checking replies as `checks` says; with `churn` = N,
+/// each connection closes after N round trips and a new one takes its
+/// place at once. Returns everything it measured.
+pub fn run_measured(
+    config: &LoadConfig,
+    checks: &Checks,
+    churn: Option<u64>,
+    server: Option<&dyn Observed>,
+) -> Result<Measured, LoadError> {
     validate(config, checks)?;
+    // Zero round trips would be no connection at all: the command line
+    // refuses it, and here it means no churn.
+    let churn = churn.filter(|&n| n > 0);
     let threads = client_threads(config);
     let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
     for id in 0..config.connections {
@@ -216,6 +285,7 @@ pub fn run_checked(
 
     let start = Instant::now();
     let end = start + config.warmup + config.duration;
+    let window_start = std::time::SystemTime::now() + config.warmup;
     let shared = Arc::new(client::Shared {
         measure_from: start + config.warmup,
         end,
@@ -232,7 +302,7 @@ pub fn run_checked(
             let (checks, shared) = (checks.clone(), Arc::clone(&shared));
             std::thread::Builder::new()
                 .name(format!("load-{index}"))
-                .spawn(move || client::run(&config, &checks, streams, index, &shared))
+                .spawn(move || client::run(&config, &checks, churn, streams, index, &shared))
         })
         .collect::<io::Result<_>>()
         .context("starting client threads")?;
@@ -265,7 +335,8 @@ pub fn run_checked(
         (Ok(Some(a)), Ok(Some(b))) => Some((b.since(&a), peak_rss_kib)),
         _ => None,
     };
-    let mut report = Report::from_results(config, threads, results, server);
+    let parts = Report::parts(config, threads, results, server, churn);
+    let mut report = parts.report;
     if report.round_trips == 0 {
         return Err(LoadError::Other(anyhow::anyhow!(
             "no round trip completed in the {} measured ({} messages unanswered then): \
@@ -276,7 +347,15 @@ pub fn run_checked(
         )));
     }
     report.samples = samples;
-    Ok((report, grace))
+    let window_start_unix_s =
+        window_start.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    Ok(Measured {
+        report,
+        grace,
+        latency_histogram_ns: histogram::encode(&parts.latency_ns),
+        totals: Totals { window_start_unix_s, ..parts.totals },
+        churn: parts.churn,
+    })
 }
 
 /// Whether the threads' results make a valid run: the first failure a

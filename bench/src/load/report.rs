@@ -5,7 +5,7 @@ use std::io::{self, IsTerminal};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::LoadConfig;
 use super::client::{Shared, ThreadResult};
@@ -16,7 +16,7 @@ use crate::procfs::CpuTime;
 pub const CLIENT_SATURATED: f64 = 0.85;
 
 /// Errors seen by the clients, by kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Errors {
     /// The server reset the connection.
     pub reset: u64,
@@ -44,7 +44,8 @@ impl Errors {
         self.reset + self.closed + self.broken_pipe + self.other
     }
 
-    fn add(&mut self, other: &Errors) {
+    /// Adds another count's errors, kind by kind.
+    pub fn add(&mut self, other: &Errors) {
         self.reset += other.reset;
         self.closed += other.closed;
         self.broken_pipe += other.broken_pipe;
@@ -53,7 +54,7 @@ impl Errors {
 }
 
 /// Round-trip latency percentiles, in microseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Median.
     pub p50: f64,
@@ -120,7 +121,8 @@ pub struct Report {
     pub mb_per_s_in: f64,
     /// Round-trip latency; open loop measures from each message's due time.
     pub latency_us: Latency,
-    /// Round trips of the connection that completed the fewest.
+    /// Round trips of the connection that completed the fewest (with
+    /// churn: of the place, summed over the connections that held it).
     pub slowest_connection: u64,
     /// Round trips of the connection that completed the most.
     pub fastest_connection: u64,
@@ -151,22 +153,94 @@ pub struct Report {
     pub samples: Vec<super::Sample>,
 }
 
+/// What a report carries beyond its figures so that the reports of loads
+/// run at the same time from several machines add up exactly (`echo-bench
+/// merge`): counts, never rates. In `load --json` under `"totals"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Request bytes sent in the window.
+    pub bytes_out: u64,
+    /// Reply bytes received in the window.
+    pub bytes_in: u64,
+    /// Calls to poll in the window.
+    pub client_polls: u64,
+    /// The cores the client's CPU share is a share of.
+    pub client_cores: usize,
+    /// When the window opened, seconds since the Unix epoch by the load
+    /// generator's clock: merge uses it to see whether the windows of the
+    /// loads it adds up overlapped.
+    pub window_start_unix_s: f64,
+    /// The machine the load generator ran on.
+    pub host: String,
+}
+
+/// What `load --churn N` measured: connections that lived N round trips
+/// each, closed by the client, and replaced at once. In `load --json` under
+/// `"churn"` (null without `--churn`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChurnFigures {
+    /// Round trips each connection lives.
+    pub round_trips_per_connection: u64,
+    /// Connection lifetimes completed in the window: N round trips
+    /// verified, the client's half-close answered by the server's close.
+    pub connections_closed: u64,
+    /// `connections_closed` per second of the window.
+    pub connections_per_s: f64,
+    /// Connections established in the window.
+    pub connects: u64,
+    /// From the start of a non-blocking connect to the socket being
+    /// established (writable), for the connections established in the
+    /// window.
+    pub connect_latency_us: Latency,
+    /// Those connect latencies, nanoseconds, in the form of
+    /// [`super::histogram::encode`].
+    pub connect_histogram_ns: String,
+    /// The server's CPU microseconds per connection closed, when it was
+    /// our child (or, in a merge, from its `--stats-json`).
+    pub server_cpu_us_per_connection: Option<f64>,
+}
+
+/// Everything one run measured, as [`Report::from_results`] and the parts
+/// beside the report put it together.
+pub(super) struct Parts {
+    pub(super) report: Report,
+    pub(super) latency_ns: hdrhistogram::Histogram<u64>,
+    pub(super) totals: Totals,
+    pub(super) churn: Option<ChurnFigures>,
+}
+
 impl Report {
+    #[cfg(test)]
     pub(super) fn from_results(
         config: &LoadConfig,
         threads: usize,
         results: Vec<ThreadResult>,
         server: Option<(CpuTime, Option<u64>)>,
     ) -> Report {
+        Report::parts(config, threads, results, server, None).report
+    }
+
+    /// The figures of the threads' `results`; `churn`, the round trips each
+    /// connection lived, if they were churned.
+    pub(super) fn parts(
+        config: &LoadConfig,
+        threads: usize,
+        results: Vec<ThreadResult>,
+        server: Option<(CpuTime, Option<u64>)>,
+        churn: Option<u64>,
+    ) -> Parts {
         let mut latency = results[0].latency_ns.clone();
+        let mut connect = results[0].connect_ns.clone();
         let mut errors = Errors::default();
         let mut per_connection = Vec::new();
         let (mut bytes_out, mut bytes_in) = (0, 0);
         let mut client_cpu = CpuTime::default();
         let (mut polls, mut idle, mut unanswered) = (0, Duration::ZERO, 0);
+        let (mut lifetimes, mut connects) = (0, 0);
         for (i, r) in results.iter().enumerate() {
             if i > 0 {
                 let _ = latency.add(&r.latency_ns);
+                let _ = connect.add(&r.connect_ns);
             }
             errors.add(&r.errors);
             per_connection.extend_from_slice(&r.per_connection);
@@ -176,12 +250,13 @@ impl Report {
             polls += r.polls;
             idle += r.idle;
             unanswered += r.unanswered;
+            lifetimes += r.lifetimes;
+            connects += r.connects;
         }
         let secs = config.duration.as_secs_f64();
         let round_trips: u64 = per_connection.iter().sum();
         let per_round_trip = |x: f64| if round_trips == 0 { 0.0 } else { x / round_trips as f64 };
         let per_rt = |cpu: Duration| per_round_trip(cpu.as_secs_f64() * 1e6);
-        let us = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
         // A busy-polling thread is never descheduled while it waits, so its
         // idle polls took CPU time as long as they took wall-clock time.
         let client_work = client_cpu.total().saturating_sub(idle);
@@ -189,7 +264,18 @@ impl Report {
         let client_cores =
             if config.client_cpu.is_some() { 1 } else { threads.min(crate::procfs::cpu_count()) };
         let client_cpu_utilization = client_work.as_secs_f64() / secs / client_cores.max(1) as f64;
-        Report {
+        let churn = churn.map(|n| ChurnFigures {
+            round_trips_per_connection: n,
+            connections_closed: lifetimes,
+            connections_per_s: lifetimes as f64 / secs,
+            connects,
+            connect_latency_us: super::histogram::latency_us(&connect),
+            connect_histogram_ns: super::histogram::encode(&connect),
+            server_cpu_us_per_connection: server
+                .filter(|_| lifetimes > 0)
+                .map(|(cpu, _)| cpu.total().as_secs_f64() * 1e6 / lifetimes as f64),
+        });
+        let report = Report {
             addr: config.addr.to_string(),
             mode: config.mode.to_string(),
             connections: config.connections,
@@ -204,14 +290,7 @@ impl Report {
             round_trips_per_s: round_trips as f64 / secs,
             mb_per_s_out: bytes_out as f64 / secs / 1e6,
             mb_per_s_in: bytes_in as f64 / secs / 1e6,
-            latency_us: Latency {
-                p50: us(0.5),
-                p90: us(0.9),
-                p99: us(0.99),
-                p999: us(0.999),
-                max: latency.max() as f64 / 1e3,
-                mean: latency.mean() / 1e3,
-            },
+            latency_us: super::histogram::latency_us(&latency),
             slowest_connection: per_connection.iter().copied().min().unwrap_or(0),
             fastest_connection: per_connection.iter().copied().max().unwrap_or(0),
             errors,
@@ -228,46 +307,98 @@ impl Report {
                 peak_rss_kib,
             }),
             samples: Vec::new(),
-        }
+        };
+        let totals = Totals {
+            bytes_out,
+            bytes_in,
+            client_polls: polls,
+            client_cores,
+            window_start_unix_s: 0.0,
+            host: host_name(),
+        };
+        Parts { report, latency_ns: latency, totals, churn }
     }
+}
+
+/// This machine's name, or "" where the kernel does not say.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
+
+/// A report as text, with what [`Report`]'s own `Display` leaves out: the
+/// churn's figures, and a server line from another source than a child
+/// process (`merge --server-stats`).
+pub struct Text<'a> {
+    /// The report.
+    pub report: &'a Report,
+    /// Its churn figures, if connections were churned.
+    pub churn: Option<&'a ChurnFigures>,
+    /// Replaces the server CPU line (which says "not measured" when the
+    /// report has no server figures).
+    pub server_line: Option<String>,
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.rate {
+        Text { report: self, churn: None, server_line: None }.fmt(f)
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (this, churn) = (self.report, self.churn);
+        let kind = match this.rate {
             Some(rate) => format!("open loop at {rate:.0}/s, latency from each message's due time"),
             None => "closed loop".to_owned(),
         };
         writeln!(
             f,
             "load on {} (mode {}): {} connection{}, {} B messages, pipeline {}, {kind}, {} client thread(s), {:.1} s measured",
-            self.addr,
-            self.mode,
-            self.connections,
-            if self.connections == 1 { "" } else { "s" },
-            self.size,
-            self.pipeline,
-            self.client_threads,
-            self.duration_s
+            this.addr,
+            this.mode,
+            this.connections,
+            if this.connections == 1 { "" } else { "s" },
+            this.size,
+            this.pipeline,
+            this.client_threads,
+            this.duration_s
         )?;
         writeln!(
             f,
             "  round trips     {} ({:.0}/s) in the window; {} in flight or due when it closed, in the latency",
-            self.round_trips, self.round_trips_per_s, self.unanswered
+            this.round_trips, this.round_trips_per_s, this.unanswered
         )?;
-        writeln!(f, "  throughput      {:.2} MB/s out, {:.2} MB/s in", self.mb_per_s_out, self.mb_per_s_in)?;
-        let l = &self.latency_us;
+        writeln!(f, "  throughput      {:.2} MB/s out, {:.2} MB/s in", this.mb_per_s_out, this.mb_per_s_in)?;
+        let l = &this.latency_us;
         writeln!(
             f,
             "  latency (µs)    p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
             l.p50, l.p90, l.p99, l.p999, l.max
         )?;
+        // Churned, a place is held by one connection after another.
+        let (per, whose) = match churn {
+            Some(_) => ("per place     ", ", summed over the connections that took turns in it"),
+            None => ("per connection", ""),
+        };
         writeln!(
             f,
-            "  per connection  slowest {} round trips, fastest {}",
-            self.slowest_connection, self.fastest_connection
+            "  {per}  slowest {} round trips, fastest {}{whose}",
+            this.slowest_connection, this.fastest_connection
         )?;
-        let e = &self.errors;
+        if let Some(c) = churn {
+            let l = &c.connect_latency_us;
+            writeln!(
+                f,
+                "  churn           {} round trips per connection: {} connections closed ({:.0}/s), {} opened in the window",
+                c.round_trips_per_connection, c.connections_closed, c.connections_per_s, c.connects
+            )?;
+            writeln!(
+                f,
+                "  connect (µs)    p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+                l.p50, l.p90, l.p99, l.p999, l.max
+            )?;
+        }
+        let e = &this.errors;
         if e.total() == 0 {
             writeln!(f, "  errors          none")?;
         } else {
@@ -280,16 +411,17 @@ impl fmt::Display for Report {
         write!(
             f,
             "  client CPU      {:.2} µs per round trip ({:.0}% of the CPU it could use, {:.2} polls per round trip",
-            self.client_cpu_us_per_round_trip,
-            self.client_cpu_utilization * 100.0,
-            self.client_polls_per_round_trip
+            this.client_cpu_us_per_round_trip,
+            this.client_cpu_utilization * 100.0,
+            this.client_polls_per_round_trip
         )?;
-        if self.spin {
-            write!(f, "; busy-polling, {:.2} s more polling with nothing to do", self.client_idle_polling_s)?;
+        if this.spin {
+            write!(f, "; busy-polling, {:.2} s more polling with nothing to do", this.client_idle_polling_s)?;
         }
         writeln!(f, ")")?;
-        match &self.server {
-            Some(s) => {
+        match (&self.server_line, &this.server) {
+            (Some(line), _) => writeln!(f, "{line}")?,
+            (None, Some(s)) => {
                 write!(
                     f,
                     "  server CPU      {:.2} µs per round trip (user {:.2} s, system {:.2} s, {:.0}% of a core)",
@@ -302,18 +434,29 @@ impl fmt::Display for Report {
                     Some(kib) => writeln!(f, ", peak RSS {:.1} MiB", kib as f64 / 1024.0)?,
                     None => writeln!(f)?,
                 }
+                if let Some(per_connection) = churn.and_then(|c| c.server_cpu_us_per_connection) {
+                    writeln!(
+                        f,
+                        "                  {per_connection:.2} µs per connection (its whole lifetime)"
+                    )?;
+                }
             }
-            None => writeln!(f, "  server CPU      not measured (the server is not a child of this run)")?,
+            (None, None) => {
+                writeln!(f, "  server CPU      not measured (the server is not a child of this run)")?
+            }
         }
-        writeln!(
-            f,
-            "  verified        every reply byte in its framing, every message answered, every connection held open"
-        )?;
-        if self.client_saturated {
+        let held = match churn {
+            Some(_) => {
+                "every connection held open until the client closed it, then closed by the server with nothing more"
+            }
+            None => "every connection held open",
+        };
+        writeln!(f, "  verified        every reply byte in its framing, every message answered, {held}")?;
+        if this.client_saturated {
             writeln!(
                 f,
                 "  warning: the client used {:.0}% of the CPU it could use: this run measured the client as much as the server",
-                self.client_cpu_utilization * 100.0
+                this.client_cpu_utilization * 100.0
             )?;
         }
         Ok(())
@@ -359,6 +502,9 @@ mod tests {
         latency_ns.record_n(10_000, round_trips).unwrap();
         latency_ns.record_n(1_000_000_000, unanswered).unwrap();
         ThreadResult {
+            connect_ns: latency_ns.clone(),
+            lifetimes: 0,
+            connects: 0,
             latency_ns,
             per_connection: vec![round_trips],
             bytes_out: 0,
