@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use backend_select::Poller;
-use clap::builder::TypedValueParser;
+use clap::builder::{PossibleValue, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use echo_core::{Backend, Mode, ServerConfig};
 
-use crate::backends::BackendName;
+use crate::backends::{BackendName, Poller};
 use crate::compare::CompareArgs;
+use crate::serve::Serve;
+use crate::spec::ServerSpec;
 
 /// The seed's address, loopback only: exposing the server on every interface
 /// takes an explicit `--addr 0.0.0.0:25000`.
@@ -83,6 +84,31 @@ impl From<ModeArg> for Mode {
     }
 }
 
+impl ValueEnum for BackendName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &BackendName::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()).help(self.describe().engine))
+    }
+}
+
+/// The parser of every option that takes a count of at least one
+/// (connections, bytes, repeats...), into any unsigned type it fits.
+pub fn positive<T>() -> RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: std::error::Error + Send + Sync + 'static,
+{
+    RangedU64ValueParser::new().range(1..)
+}
+
+/// The parser of a thread count: [`positive`], at most 65,535.
+pub fn threads() -> RangedU64ValueParser<usize> {
+    positive().range(1..=u64::from(u16::MAX))
+}
+
 /// backend-select's readiness call.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum PollerArg {
@@ -114,15 +140,15 @@ pub struct ServerArgs {
     pub mode: ModeArg,
 
     /// Largest piece answered at once in `got` mode (the seed's recv(1000)).
-    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_READ_SIZE, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_READ_SIZE, value_parser = positive::<usize>())]
     pub read_size: usize,
 
     /// Longest line answered whole in `line` mode.
-    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_MAX_LINE, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_MAX_LINE, value_parser = positive::<usize>())]
     pub max_line: usize,
 
     /// Threads the backend may use (see `echo-bench list` for each one's meaning).
-    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 1, value_parser = threads())]
     pub threads: usize,
 
     /// backend-select's readiness call.
@@ -131,7 +157,7 @@ pub struct ServerArgs {
 
     /// Connections served at once; past it new ones are closed and counted
     /// [default: the descriptor limit less a reserve].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, value_parser = positive::<usize>())]
     pub max_connections: Option<usize>,
 
     /// Close connections that sent nothing for this long (e.g. 30s) [default: never].
@@ -140,49 +166,34 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The configuration these options describe.
-    pub fn config(&self) -> ServerConfig {
-        let defaults = ServerConfig::default();
-        ServerConfig {
+    /// The server these options describe.
+    pub fn spec(&self) -> ServerSpec {
+        ServerSpec {
+            backend: self.backend,
+            poller: self.poller.into(),
             mode: self.mode.into(),
             read_size: self.read_size,
             max_line: self.max_line,
             threads: self.threads,
-            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
-            ..defaults
         }
+    }
+
+    /// The configuration these options describe.
+    pub fn config(&self) -> ServerConfig {
+        self.spec().config()
     }
 
     /// The backend these options name.
     pub fn build(&self) -> Box<dyn Backend> {
-        self.backend.build(self.poller.into())
+        self.spec().build()
     }
 
     /// The same options as `echo-bench serve` arguments, to start this
     /// server as a child process.
     pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "--backend".to_owned(),
-            self.backend.as_str().to_owned(),
-            "--mode".to_owned(),
-            Mode::from(self.mode).to_string(),
-            "--read-size".to_owned(),
-            self.read_size.to_string(),
-            "--max-line".to_owned(),
-            self.max_line.to_string(),
-            "--threads".to_owned(),
-            self.threads.to_string(),
-            "--poller".to_owned(),
-            Poller::from(self.poller).to_string(),
-        ];
-        if let Some(max) = self.max_connections {
-            args.extend(["--max-connections".to_owned(), max.to_string()]);
-        }
-        if let Some(idle) = self.idle_timeout {
-            args.extend(["--idle-timeout".to_owned(), humantime::format_duration(idle).to_string()]);
-        }
-        args
+        self.spec().serve_args()
     }
 }
 
@@ -219,6 +230,20 @@ pub struct ServeArgs {
     pub server: ServerArgs,
 }
 
+impl ServeArgs {
+    /// What these options ask `serve` to run.
+    pub fn to_serve(&self) -> Serve {
+        Serve {
+            spec: self.server.spec(),
+            addr: self.addr,
+            drain: self.drain,
+            cpu: self.cpu,
+            exit_with_parent: self.exit_with_parent,
+            stats_json: self.stats_json.clone(),
+        }
+    }
+}
+
 /// Options of `check`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -245,11 +270,11 @@ pub struct LoadArgs {
     pub addr: Option<SocketAddr>,
 
     /// Connections held open for the whole run.
-    #[arg(short, long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 50, value_parser = positive::<usize>())]
     pub connections: usize,
 
     /// Bytes per message (in line mode, the last one is the newline).
-    #[arg(short, long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 64, value_parser = positive::<usize>())]
     pub size: usize,
 
     /// Time measured, after the warm-up (e.g. 10s, 500ms).
@@ -261,7 +286,7 @@ pub struct LoadArgs {
     pub warmup: Duration,
 
     /// Messages in flight per connection.
-    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 1, value_parser = positive::<usize>())]
     pub pipeline: usize,
 
     /// Open loop: this many round trips per second in total, latency measured
@@ -270,7 +295,7 @@ pub struct LoadArgs {
     pub rate: Option<f64>,
 
     /// Threads of the load generator.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = 1, value_parser = threads())]
     pub client_threads: usize,
 
     /// Put the server on CPU 1 and the client on CPU 0.
@@ -297,7 +322,7 @@ pub struct LoadArgs {
     /// Churn: each connection closes after N round trips (the client
     /// half-closes, reads the server's end of stream, closes) and a new one
     /// takes its place at once. Reports connections/s and connect latency.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = positive::<u64>())]
     pub churn: Option<u64>,
 
     /// The server to start (without --addr) and the mode, read size and
@@ -310,11 +335,11 @@ pub struct LoadArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
     /// Connections held open for the whole soak.
-    #[arg(short, long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 200, value_parser = positive::<usize>())]
     pub connections: usize,
 
     /// Bytes per message.
-    #[arg(short, long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 512, value_parser = positive::<usize>())]
     pub size: usize,
 
     /// How long to soak (e.g. 10m).
@@ -330,7 +355,7 @@ pub struct SoakArgs {
     pub every: Duration,
 
     /// Messages in flight per connection.
-    #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(short, long, default_value_t = 4, value_parser = positive::<usize>())]
     pub pipeline: usize,
 
     /// Open loop at this many round trips per second in total.
@@ -363,4 +388,62 @@ pub struct MergeArgs {
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_backend_is_a_backend_value_under_its_name() {
+        for backend in BackendName::ALL {
+            assert_eq!(backend.to_possible_value().unwrap().get_name(), backend.as_str());
+            let cli = Cli::try_parse_from(["echo-bench", "serve", "--backend", backend.as_str()]).unwrap();
+            match cli.command {
+                Some(Command::Serve(args)) => assert_eq!(args.server.backend, backend),
+                other => panic!("parsed as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn counts_must_be_positive() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["echo-bench", "serve"].iter().chain(args));
+        assert!(parse(&["--threads", "0"]).is_err());
+        assert!(parse(&["--threads", "65536"]).is_err());
+        assert!(parse(&["--read-size", "0"]).is_err());
+        assert!(parse(&["--max-connections", "-1"]).is_err());
+        let cli = parse(&["--threads", "3", "--max-line", "7"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
+        assert_eq!((args.server.threads, args.server.max_line), (3, 7));
+    }
+
+    #[test]
+    fn server_args_round_trip_through_the_serve_argv() {
+        let cli = Cli::try_parse_from([
+            "echo-bench",
+            "serve",
+            "--backend",
+            BackendName::ALL[0].as_str(),
+            "--mode",
+            "line",
+            "--poller",
+            "poll",
+            "--threads",
+            "2",
+            "--max-connections",
+            "9",
+            "--idle-timeout",
+            "1s 500ms",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
+        let spec = args.server.spec();
+        let again = Cli::try_parse_from(
+            ["echo-bench".to_owned(), "serve".to_owned()].into_iter().chain(spec.serve_args()),
+        )
+        .unwrap();
+        let Some(Command::Serve(again)) = again.command else { panic!("not serve") };
+        assert_eq!(again.server.spec(), spec);
+    }
 }

@@ -7,11 +7,10 @@
 //!
 //! ```no_run
 //! use echo_bench::backends::BackendName;
-//! use backend_select::Poller;
-//! use echo_core::ServerConfig;
+//! use echo_bench::spec::ServerSpec;
 //!
-//! let backend = BackendName::Mio.build(Poller::Select);
-//! let server = backend.spawn(echo_core::bind("127.0.0.1:0".parse()?)?, &ServerConfig::default())?;
+//! let spec = ServerSpec::new(BackendName::Mio).with_threads(2);
+//! let server = spec.build().spawn(echo_core::bind("127.0.0.1:0".parse()?)?, &spec.config())?;
 //! println!("serving on {}", server.local_addr());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -29,3 +28,4 @@ pub mod merge;
 pub mod procfs;
 pub mod serve;
 pub mod soak;
+pub mod spec;

@@ -10,13 +10,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose);
     let result = match &cli.command {
-        None => serve::run(&cli.serve).map(|()| true),
-        Some(Command::Serve(args)) => serve::run(args).map(|()| true),
-        Some(Command::Check(args)) => check::run(args),
+        None => serve::run(&cli.serve.to_serve()).map(|()| true),
+        Some(Command::Serve(args)) => serve::run(&args.to_serve()).map(|()| true),
+        Some(Command::Check(args)) => check::run(args.addr, &args.server.spec(), args.case.as_deref()),
         Some(Command::Load(args)) => load::command::run(args),
         Some(Command::Soak(args)) => soak::run(args),
-        Some(Command::Merge(args)) => merge::run(args),
-        Some(Command::Compare(args)) => compare::run(args),
+        Some(Command::Merge(args)) => merge::run(&args.reports, args.server_stats.as_deref(), args.json),
+        Some(Command::Compare(args)) => args
+            .settings(load::pinning(args.pin, args.spin))
+            .and_then(|settings| compare::run(&settings, args.out.as_deref())),
         Some(Command::List) => {
             list::run();
             Ok(true)

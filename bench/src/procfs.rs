@@ -1,5 +1,7 @@
-//! CPU time, memory and CPU pinning, read from the kernel: `/proc` for a
-//! server child, `getrusage` for the load generator's own threads.
+//! CPU time, memory and CPU pinning, read from the kernel: `/proc` (through
+//! the `procfs` crate) for a server child, `getrusage` for the load
+//! generator's own threads. Read at the edges of a measured window, never
+//! per round trip.
 
 use std::collections::HashMap;
 use std::io;
@@ -7,7 +9,9 @@ use std::time::Duration;
 
 use nix::sched::{CpuSet, sched_setaffinity};
 use nix::sys::resource::{UsageWho, getrusage};
-use nix::unistd::{Pid, SysconfVar, sysconf};
+use nix::unistd::Pid;
+use procfs::ProcError;
+use procfs::process::Process;
 
 /// CPU time spent in user space and in the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
@@ -47,29 +51,43 @@ pub fn thread_cpu() -> io::Result<CpuTime> {
     Ok(CpuTime { user: micros(usage.user_time()), system: micros(usage.system_time()) })
 }
 
-/// The fields of `/proc/PID/stat` after the command name, from the state
-/// (field 3 of the file, 0 here) on: the name may hold spaces and
-/// parentheses, the fields after its last `)` do not.
-pub fn stat_fields(pid: u32) -> io::Result<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    Ok(after_name.split_whitespace().map(str::to_owned).collect())
+/// Process `pid` of `/proc`, as the `procfs` crate reads it.
+fn process(pid: u32) -> io::Result<Process> {
+    let pid = i32::try_from(pid).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "no such pid"))?;
+    Process::new(pid).map_err(io_error)
+}
+
+/// `procfs`'s error as the `io::Error` this module's callers expect: a
+/// process that has gone is `NotFound`.
+fn io_error(err: ProcError) -> io::Error {
+    match err {
+        ProcError::Io(err, _) => err,
+        ProcError::NotFound(_) => io::Error::new(io::ErrorKind::NotFound, err.to_string()),
+        ProcError::PermissionDenied(_) => io::Error::new(io::ErrorKind::PermissionDenied, err.to_string()),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// The state of process `pid` (`R`, `S`, `Z` for a zombie...).
+pub fn state(pid: u32) -> io::Result<char> {
+    Ok(process(pid)?.stat().map_err(io_error)?.state)
+}
+
+/// The id of process `pid`'s parent.
+pub fn parent_id(pid: u32) -> io::Result<u32> {
+    let ppid = process(pid)?.stat().map_err(io_error)?.ppid;
+    u32::try_from(ppid).map_err(|_| io::Error::other(format!("process {pid} has parent {ppid}")))
+}
+
+/// Clock ticks as time.
+fn ticks(t: u64) -> Duration {
+    Duration::from_nanos(t.saturating_mul(1_000_000_000) / procfs::ticks_per_second().max(1))
 }
 
 /// CPU time of every thread of process `pid`, exited threads included, from
 /// `/proc/PID/stat` (in clock ticks, usually 10 ms: fine over seconds).
 pub fn process_cpu(pid: u32) -> io::Result<CpuTime> {
-    let fields = stat_fields(pid)?;
-    // utime and stime are fields 14 and 15 of the file, 12 and 13 here.
-    let ticks = |i: usize| -> io::Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))
-    };
-    let hz = sysconf(SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
-    let to_duration = |t: u64| Duration::from_nanos(t * 1_000_000_000 / hz);
-    Ok(CpuTime { user: to_duration(ticks(11)?), system: to_duration(ticks(12)?) })
+    Ok(process_and_children_cpu(pid)?.0)
 }
 
 /// A reading of a process's CPU time, to take the difference of two: the
@@ -104,12 +122,10 @@ pub fn process_cpu_reading(pid: u32) -> io::Result<ProcessCpu> {
         };
         ticks = ticks.add(own).add(reaped);
         // A thread may exit between listing and reading: it is just left out.
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{member}/task")) else { continue };
+        let Ok(tasks) = process(member).and_then(|p| p.tasks().map_err(io_error)) else { continue };
         for task in tasks.flatten() {
-            let Some(tid) = task.file_name().to_str().and_then(|name| name.parse().ok()) else { continue };
-            let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-            if let Some(ns) = schedstat.split_whitespace().next().and_then(|field| field.parse().ok()) {
-                threads.insert(tid, Duration::from_nanos(ns));
+            if let (Ok(tid), Ok(schedstat)) = (u32::try_from(task.tid), task.schedstat()) {
+                threads.insert(tid, Duration::from_nanos(schedstat.sum_exec_runtime));
             }
         }
     }
@@ -119,20 +135,11 @@ pub fn process_cpu_reading(pid: u32) -> io::Result<ProcessCpu> {
 /// The CPU time of process `pid`'s own threads and that of the children it
 /// has reaped (`utime`, `stime`, `cutime`, `cstime`), in clock ticks.
 fn process_and_children_cpu(pid: u32) -> io::Result<(CpuTime, CpuTime)> {
-    let fields = stat_fields(pid)?;
-    // utime, stime, cutime and cstime are fields 14 to 17 of the file, 11
-    // to 14 here.
-    let ticks = |i: usize| -> io::Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))
-    };
-    let hz = sysconf(SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as u64;
-    let to_duration = |t: u64| Duration::from_nanos(t * 1_000_000_000 / hz);
-    let own = CpuTime { user: to_duration(ticks(11)?), system: to_duration(ticks(12)?) };
-    let reaped = CpuTime { user: to_duration(ticks(13)?), system: to_duration(ticks(14)?) };
-    Ok((own, reaped))
+    let stat = process(pid)?.stat().map_err(io_error)?;
+    let own = CpuTime { user: ticks(stat.utime), system: ticks(stat.stime) };
+    // Signed in the kernel's interface, never negative in fact.
+    let reaped = |t: i64| ticks(u64::try_from(t).unwrap_or(0));
+    Ok((own, CpuTime { user: reaped(stat.cutime), system: reaped(stat.cstime) }))
 }
 
 /// Process `pid` and every live process descended from it, `pid` first,
@@ -142,7 +149,8 @@ fn process_and_children_cpu(pid: u32) -> io::Result<(CpuTime, CpuTime)> {
 /// whose parent exited is re-parented out of the tree (to init or a
 /// subreaper) and is no longer found.
 pub fn tree(pid: u32) -> io::Result<Vec<u32>> {
-    let has_children_files = std::fs::metadata(format!("/proc/{pid}/task/{pid}/children")).is_ok();
+    let root = process(pid)?;
+    let has_children_files = root.task_from_tid(root.pid).is_ok_and(|task| task.children().is_ok());
     let parents = if has_children_files { None } else { Some(parent_ids()?) };
     let mut members = vec![pid];
     let mut next = 0;
@@ -151,14 +159,8 @@ pub fn tree(pid: u32) -> io::Result<Vec<u32>> {
         let children: Vec<u32> = match &parents {
             Some(parents) => parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c).collect(),
             None => {
-                let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else { continue };
-                tasks
-                    .flatten()
-                    .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-                    .flat_map(|list| {
-                        list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<_>>()
-                    })
-                    .collect()
+                let Ok(tasks) = process(parent).and_then(|p| p.tasks().map_err(io_error)) else { continue };
+                tasks.flatten().filter_map(|task| task.children().ok()).flatten().collect()
             }
         };
         for child in children {
@@ -172,14 +174,15 @@ pub fn tree(pid: u32) -> io::Result<Vec<u32>> {
 
 /// Every process in `/proc` with its parent's id.
 fn parent_ids() -> io::Result<Vec<(u32, u32)>> {
-    let mut pairs = Vec::new();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse().ok()) else { continue };
-        // The parent id is field 4 of the file, 1 here.
-        if let Some(ppid) = stat_fields(pid).ok().and_then(|f| f.get(1)?.parse().ok()) {
-            pairs.push((pid, ppid));
-        }
-    }
+    let all = procfs::process::all_processes().map_err(io_error)?;
+    // A process that exits while the list is read is just left out.
+    let pairs = all
+        .flatten()
+        .filter_map(|p| {
+            let stat = p.stat().ok()?;
+            Some((u32::try_from(stat.pid).ok()?, u32::try_from(stat.ppid).ok()?))
+        })
+        .collect();
     Ok(pairs)
 }
 
@@ -232,18 +235,31 @@ impl ProcessCpu {
     }
 }
 
-/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
+/// A `kB` field of `/proc/PID/status`, in KiB: `VmRSS`, `VmHWM`, `VmPeak`,
+/// `VmSize`, `VmData` or `VmSwap`.
 pub fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok()
-        })
-        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
+    let status = process(pid)?.status().map_err(io_error)?;
+    let value = match field {
+        "VmRSS" => status.vmrss,
+        "VmHWM" => status.vmhwm,
+        "VmPeak" => status.vmpeak,
+        "VmSize" => status.vmsize,
+        "VmData" => status.vmdata,
+        "VmSwap" => status.vmswap,
+        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{field} is not read here"))),
+    };
+    value.ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
 }
 
 /// Descriptors process `pid` has open.
+///
+/// Counted by listing `/proc/PID/fd`, not with `procfs`'s
+/// `Process::fd_count`: on Linux 6.2 and later that reads the directory's
+/// size, which counts descriptor numbers reserved but not yet in use, and a
+/// thread blocked in accept(2) holds one. A server's count would then move
+/// by one as its acceptor enters and leaves accept(2), and a count taken
+/// before it first blocks would never be seen again (the scale test waits
+/// for exactly that).
 pub fn fd_count(pid: u32) -> io::Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }

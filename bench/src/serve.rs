@@ -1,18 +1,40 @@
 //! `echo-bench serve`: one backend on one address until a signal.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::cli::ServeArgs;
+use crate::spec::ServerSpec;
 
-/// Serves until SIGINT or SIGTERM, then drains for `--drain` and returns.
-/// A second signal during the drain exits the process at once.
-pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+/// What `echo-bench serve` runs.
+#[derive(Clone, Debug)]
+pub struct Serve {
+    /// The server.
+    pub spec: ServerSpec,
+    /// Where it listens; port 0 picks a free port, printed at start.
+    pub addr: SocketAddr,
+    /// On SIGINT/SIGTERM, how long connections may flush before being closed.
+    pub drain: Duration,
+    /// Pin the server to this CPU.
+    pub cpu: Option<usize>,
+    /// Drain and exit when the process with this id, which started this
+    /// server, dies, so that a server started by `load` or `compare` never
+    /// outlives them.
+    pub exit_with_parent: Option<i32>,
+    /// When the server exits, write its own figures here as JSON (see
+    /// [`crate::merge::ServerStats`]).
+    pub stats_json: Option<std::path::PathBuf>,
+}
+
+/// Serves until SIGINT or SIGTERM, then drains for `args.drain` and
+/// returns. A second signal during the drain exits the process at once.
+pub fn run(args: &Serve) -> anyhow::Result<()> {
     // Register before serving, so a signal that comes early is not lost
     // (and does not kill the process before the server can drain).
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
@@ -37,8 +59,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if let Err(err) = echo_core::backend::raise_descriptor_limit() {
         tracing::warn!(error = %err, "cannot raise the descriptor limit");
     }
-    let config = args.server.config();
-    let backend = args.server.build();
+    let config = args.spec.config();
+    let backend = args.spec.build();
     let listener = echo_core::bind(args.addr)?;
     let server = backend
         .spawn(listener, &config)
@@ -80,7 +102,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let stats = done_rx.recv().context("the shutdown thread died")?;
     tracing::info!(?stats, "stopped");
     if let Some(path) = &args.stats_json {
-        crate::merge::ServerStats::of_this_process(&args.server, server_addr, started, &stats)
+        crate::merge::ServerStats::of_this_process(&args.spec, server_addr, started, &stats)
             .write(path)
             .with_context(|| format!("cannot write the server's figures to {}", path.display()))?;
     }

@@ -6,9 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use backend_select::Poller;
-
-use crate::backends::BackendName;
 use crate::child::ServerProcess;
 use crate::cli::SoakArgs;
 use crate::load::{self, Checks, LoadConfig, LoadError, Observed};
@@ -17,34 +14,24 @@ use crate::procfs;
 /// Runs a soak; returns whether it was clean: no mismatch, no connection
 /// error, and every server descriptor given back once the clients left.
 pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
-    let checks =
-        Checks { grace: args.grace, read_size: args.server.read_size, max_line: args.server.max_line };
+    let spec = args.server.spec();
+    let checks = Checks { grace: args.grace, read_size: spec.read_size, max_line: spec.max_line };
     let config = |addr| LoadConfig {
-        addr,
-        mode: args.server.mode.into(),
-        connections: args.connections,
-        size: args.size,
         duration: args.duration,
         warmup: args.warmup,
         pipeline: args.pipeline,
         rate: args.rate,
-        client_threads: 1,
-        client_cpu: None,
-        spin: false,
-        progress: false,
         sample_every: Some(args.every),
+        ..LoadConfig::new(addr, spec.mode, args.connections, args.size)
     };
     // Checked before the server is started: a bad option costs nothing.
     load::validate(&config(([127, 0, 0, 1], 0).into()), &checks)?;
     let exe = std::env::current_exe().context("cannot find the echo-bench executable")?;
-    let server = ServerProcess::start(&exe, &args.server.to_args())?;
+    let server = ServerProcess::start(&exe, &spec.serve_args())?;
     let fds_before = procfs::fd_count(server.pid())?;
-    let backend = match args.server.backend {
-        BackendName::Select => format!("select ({})", Poller::from(args.server.poller)),
-        other => other.to_string(),
-    };
     println!(
-        "soak: backend {backend} ({} connections, {} B messages, pipeline {}) for {}",
+        "soak: backend {} ({} connections, {} B messages, pipeline {}) for {}",
+        spec.label(),
         args.connections,
         args.size,
         args.pipeline,

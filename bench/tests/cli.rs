@@ -9,7 +9,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::ServerChild;
-use echo_bench::procfs::stat_fields;
+use echo_bench::backends::BackendName;
+use echo_bench::procfs;
 
 fn echo_bench(args: &[&str]) -> io::Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_echo-bench")).args(args).output()
@@ -24,7 +25,7 @@ fn unknown_backend_lists_the_known_ones() -> io::Result<()> {
     let out = echo_bench(&["--backend", "nope"])?;
     assert!(!out.status.success());
     let err = stderr(&out);
-    for name in ["threads", "select", "mio", "tokio", "async-std", "smol", "uring"] {
+    for name in BackendName::ALL.map(BackendName::as_str) {
         assert!(err.contains(name), "{name} missing from: {err}");
     }
     Ok(())
@@ -56,8 +57,8 @@ fn list_names_every_backend_once() -> io::Result<()> {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let names: Vec<_> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(names, ["threads", "select", "mio", "tokio", "async-std", "smol", "uring"]);
-    assert!(text.contains("discontinued"), "async-std's line says it is discontinued");
+    assert_eq!(names, BackendName::ALL.map(BackendName::as_str));
+    assert!(text.contains("discontinued"), "the discontinued engine's line says so");
     Ok(())
 }
 
@@ -121,7 +122,7 @@ fn check_starts_a_backend_itself() -> io::Result<()> {
 
 #[test]
 fn a_second_signal_exits_at_once() -> io::Result<()> {
-    let mut server = ServerChild::start(&["--backend", "tokio", "--drain", "30s"])?;
+    let mut server = ServerChild::start(&["--backend", "mio", "--drain", "30s"])?;
     // A client that never reads, written to until the server stopped
     // reading it, keeps the drain busy for its whole 30 s.
     let silent = [TcpStream::connect(server.addr)?];
@@ -134,21 +135,13 @@ fn a_second_signal_exits_at_once() -> io::Result<()> {
     Ok(())
 }
 
-/// The children of process `pid`, read from every `/proc/*/stat`.
+/// The children of process `pid`.
 fn children_of(pid: u32) -> io::Result<Vec<u32>> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(child) = entry?.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
-            continue;
-        };
-        // A process that has just exited has no stat to read.
-        let Ok(fields) = stat_fields(child) else { continue };
-        // The state, then the parent's id.
-        if fields.get(1) == Some(&pid.to_string()) {
-            children.push(child);
-        }
-    }
-    Ok(children)
+    // A process that has just exited has no parent to read.
+    Ok(procfs::tree(pid)?
+        .into_iter()
+        .filter(|&p| procfs::parent_id(p).is_ok_and(|parent| parent == pid))
+        .collect())
 }
 
 /// How many sockets process `pid` holds (none once it is gone).
@@ -194,7 +187,7 @@ fn a_server_started_by_load_does_not_outlive_a_killed_load() -> io::Result<()> {
     load.wait()?;
     let exited = common::wait_until(Duration::from_secs(15), "the orphaned server to exit", || {
         // Gone, or a zombie waiting for its new parent to reap it.
-        Ok(stat_fields(server).map_or(true, |fields| fields.first().is_some_and(|state| state == "Z")))
+        Ok(procfs::state(server).map_or(true, |state| state == 'Z'))
     });
     if exited.is_err() {
         // Or it would run on, holding this test's output open.

@@ -214,7 +214,7 @@ fn a_server_command_is_a_contender_beside_the_backends() -> io::Result<()> {
     // spends next to no CPU, so its figures are right only if the whole
     // process tree is read.
     let exe = quoted_exe();
-    let own = format!("self={exe} serve --addr 127.0.0.1:{{port}} --backend tokio");
+    let own = format!("self={exe} serve --addr 127.0.0.1:{{port}} --backend mio");
     let shell = format!("shell=sh -c '{exe} serve --addr 127.0.0.1:$0 --backend mio; exit 0' {{port}}");
     let (output, json) = compare_tiny(
         &dir,

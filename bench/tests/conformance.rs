@@ -3,15 +3,11 @@
 //! runs one backend's part.
 //!
 //! Test names read `backend::variant::mode::case`, e.g.
-//! `select::poll::line::large_stream` or `tokio::threads2::raw::half_close`.
-
-#[macro_use]
-mod common;
+//! `select::poll::line::large_stream` or `mio::threads2::raw::half_close`.
 
 use std::time::Duration;
 
-use backend_select::Poller;
-use echo_bench::backends::BackendName;
+use echo_bench::backends::{BackendName, Poller};
 use echo_core::conformance::{self, CASES, Failure, Target};
 use echo_core::{Mode, ServerConfig};
 
@@ -94,7 +90,7 @@ macro_rules! modes {
     };
 }
 
-every_backend!(modes);
+echo_bench::every_backend!(modes);
 
 /// Checks that each mode's expansion wrote a test for every case in
 /// `CASES`, and for nothing else.

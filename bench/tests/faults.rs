@@ -100,8 +100,8 @@ fn silent_readers(server_args: &[&str]) -> io::Result<()> {
     );
     // Per client: the output buffer (the 64 KiB watermark plus one read's
     // reply, in a Vec that may have doubled to 256 KiB), plus, for the
-    // completion-based uring backend, its own 64 KiB read buffer and 64 KiB
-    // send copy, and allocator slack: 512 KiB. A server that kept reading
+    // completion-based backend, its own 64 KiB read buffer and 64 KiB send
+    // copy, and allocator slack: 512 KiB. A server that kept reading
     // would hold everything it was sent: 8 MiB per client, 16 times more.
     assert!(growth_kib < (CLIENTS as u64) * 512, "server RSS grew {growth_kib} KiB");
     assert!(sent.iter().all(|&s| s < LIMIT), "some client was never stopped: {sent:?}");
@@ -352,39 +352,53 @@ fn huge_line_bounded(server_args: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
+/// Every fault case for one backend variant, at one thread: the cases
+/// are heavy, and what they guard does not depend on the thread count.
 macro_rules! fault_suite {
-    ($($name:ident => [$($arg:expr),*];)*) => {
-        $(
-            mod $name {
-                const ARGS: &[&str] = &[$($arg),*];
-                #[test]
-                fn silent_readers() -> std::io::Result<()> { super::silent_readers(ARGS) }
-                #[test]
-                fn half_close_with_megabytes_pending() -> std::io::Result<()> { super::half_close_with_megabytes_pending(ARGS) }
-                #[test]
-                fn resets_release_descriptors() -> std::io::Result<()> { super::resets_release_descriptors(ARGS) }
-                #[test]
-                fn descriptor_exhaustion() -> std::io::Result<()> { super::descriptor_exhaustion(ARGS) }
-                #[test]
-                fn connection_limit() -> std::io::Result<()> { super::connection_limit(ARGS) }
-                #[test]
-                fn idle_timeout() -> std::io::Result<()> { super::idle_timeout(ARGS) }
-                #[test]
-                fn graceful_shutdown() -> std::io::Result<()> { super::graceful_shutdown(ARGS) }
-                #[test]
-                fn huge_line_bounded() -> std::io::Result<()> { super::huge_line_bounded(ARGS) }
+    ($variant:ident, $backend:expr, $poller:expr, $threads:expr) => {
+        mod $variant {
+            use super::*;
+
+            /// Runs `case` against this variant's server.
+            fn run(case: fn(&[&str]) -> io::Result<()>) -> io::Result<()> {
+                let args = common::backend_args($backend, $poller, $threads);
+                case(&args.iter().map(String::as_str).collect::<Vec<_>>())
             }
-        )*
+
+            #[test]
+            fn silent_readers() -> io::Result<()> {
+                run(super::silent_readers)
+            }
+            #[test]
+            fn half_close_with_megabytes_pending() -> io::Result<()> {
+                run(super::half_close_with_megabytes_pending)
+            }
+            #[test]
+            fn resets_release_descriptors() -> io::Result<()> {
+                run(super::resets_release_descriptors)
+            }
+            #[test]
+            fn descriptor_exhaustion() -> io::Result<()> {
+                run(super::descriptor_exhaustion)
+            }
+            #[test]
+            fn connection_limit() -> io::Result<()> {
+                run(super::connection_limit)
+            }
+            #[test]
+            fn idle_timeout() -> io::Result<()> {
+                run(super::idle_timeout)
+            }
+            #[test]
+            fn graceful_shutdown() -> io::Result<()> {
+                run(super::graceful_shutdown)
+            }
+            #[test]
+            fn huge_line_bounded() -> io::Result<()> {
+                run(super::huge_line_bounded)
+            }
+        }
     };
 }
 
-fault_suite! {
-    select => ["--backend", "select", "--poller", "select"];
-    select_poll => ["--backend", "select", "--poller", "poll"];
-    mio => ["--backend", "mio"];
-    tokio => ["--backend", "tokio"];
-    async_std => ["--backend", "async-std"];
-    threads => ["--backend", "threads"];
-    smol => ["--backend", "smol"];
-    uring => ["--backend", "uring"];
-}
+echo_bench::every_backend!(one_thread fault_suite);

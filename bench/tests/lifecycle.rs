@@ -3,15 +3,11 @@
 //! both and `cargo test --test lifecycle mio::` runs one backend's part.
 //!
 //! Test names read `backend::variant::case`, e.g.
-//! `tokio::threads2::drain_deadline_cuts_a_client_that_never_reads`. The
+//! `mio::threads2::drain_deadline_cuts_a_client_that_never_reads`. The
 //! thread-exit case is not here: it counts every thread of the process, so
 //! it has a test binary of its own, `threads_exit.rs`.
 
-#[macro_use]
-mod common;
-
-use backend_select::Poller;
-use echo_bench::backends::BackendName;
+use echo_bench::backends::{BackendName, Poller};
 use echo_core::Backend;
 use echo_core::conformance::Failure;
 use echo_core::conformance::lifecycle::{self, CASES};
@@ -54,4 +50,4 @@ macro_rules! cases {
     };
 }
 
-every_backend!(cases);
+echo_bench::every_backend!(cases);

@@ -128,7 +128,7 @@ fn a_churned_run_reports_connections_per_second_and_connect_latency() -> io::Res
 #[test]
 fn an_open_loop_run_keeps_its_rate() -> io::Result<()> {
     let report = json_report(
-        "load --backend tokio --mode line --connections 10 --rate 2000 --duration 1s --warmup 200ms",
+        "load --backend mio --mode line --connections 10 --rate 2000 --duration 1s --warmup 200ms",
     )?;
     let rate = report["round_trips_per_s"].as_f64().unwrap();
     assert!((1800.0..=2200.0).contains(&rate), "asked 2000/s, got {rate}/s");
@@ -379,7 +379,7 @@ fn a_short_soak_is_clean_and_leaks_nothing() -> io::Result<()> {
     let out = echo_bench(&[
         "soak",
         "--backend",
-        "smol",
+        "mio",
         "--connections",
         "16",
         "--duration",

@@ -70,37 +70,22 @@ fn hold_many(args: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
-#[test]
-fn select_with_poll_holds_5000() -> io::Result<()> {
-    hold_many(&["--backend", "select", "--poller", "poll"])
+/// One test per backend variant at one thread, `mio::threads1::holds_5000`;
+/// select with select(2) has none: it cannot watch descriptors past 1023
+/// (the fault suite's descriptor cases cover how it refuses them).
+macro_rules! holds_5000 {
+    (select, $($select_2:tt)*) => {};
+    ($variant:ident, $backend:expr, $poller:expr, $threads:expr) => {
+        mod $variant {
+            use super::*;
+
+            #[test]
+            fn holds_5000() -> io::Result<()> {
+                let args = common::backend_args($backend, $poller, $threads);
+                hold_many(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            }
+        }
+    };
 }
 
-#[test]
-fn mio_holds_5000() -> io::Result<()> {
-    hold_many(&["--backend", "mio"])
-}
-
-#[test]
-fn tokio_holds_5000() -> io::Result<()> {
-    hold_many(&["--backend", "tokio"])
-}
-
-#[test]
-fn async_std_holds_5000() -> io::Result<()> {
-    hold_many(&["--backend", "async-std"])
-}
-
-#[test]
-fn smol_holds_5000() -> io::Result<()> {
-    hold_many(&["--backend", "smol"])
-}
-
-#[test]
-fn uring_holds_5000() -> io::Result<()> {
-    hold_many(&["--backend", "uring"])
-}
-
-#[test]
-fn threads_hold_5000() -> io::Result<()> {
-    hold_many(&["--backend", "threads"])
-}
+echo_bench::every_backend!(one_thread holds_5000);

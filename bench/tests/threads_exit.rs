@@ -7,39 +7,21 @@
 //! [`ALONE`]: libtest would otherwise run them side by side, and a backend's
 //! threads could be counted while another test of the same backend runs.
 
-#[macro_use]
-mod common;
-
 use std::sync::{Mutex, PoisonError};
 
-use backend_select::Poller;
-use echo_bench::backends::BackendName;
+use echo_bench::backends::{BackendName, Poller};
 use echo_core::conformance::Failure;
 use echo_core::conformance::lifecycle;
 
 /// Held by the test that runs; the others wait their turn.
 static ALONE: Mutex<()> = Mutex::new(());
 
-/// What the name of every thread `backend` starts begins with (see its
-/// `thread::Builder::name`), and no other thread's.
-fn thread_prefix(backend: BackendName) -> &'static str {
-    match backend {
-        BackendName::Select => "echo-select",
-        BackendName::Mio => "echo-mio-",
-        BackendName::Tokio => "echo-tokio",
-        BackendName::AsyncStd => "echo-async-std",
-        BackendName::Threads => "echo-threads",
-        BackendName::Smol => "echo-smol",
-        BackendName::Uring => "echo-uring-",
-    }
-}
-
 /// Runs the case alone.
 fn check(backend: BackendName, poller: Poller, threads: usize) -> Result<(), Failure> {
     // A failed test returns an error rather than panicking; should one
     // panic all the same, the others still run.
     let _alone = ALONE.lock().unwrap_or_else(PoisonError::into_inner);
-    lifecycle::every_thread_exits(&*backend.build(poller), threads, thread_prefix(backend))
+    lifecycle::every_thread_exits(&*backend.build(poller), threads, backend.thread_prefix())
 }
 
 /// One test per backend variant, named after it: `mio::threads2`.
@@ -53,4 +35,4 @@ macro_rules! every_thread_exits {
     };
 }
 
-every_backend!(every_thread_exits);
+echo_bench::every_backend!(every_thread_exits);

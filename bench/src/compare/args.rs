@@ -1,64 +1,18 @@
-//! The options of `echo-bench compare`, the backend names it accepts and the
-//! `--server NAME=COMMAND` contenders it runs beside them.
+//! The options of `echo-bench compare`: the command line, turned into
+//! [`Settings`] by [`CompareArgs::settings`].
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use backend_select::Poller;
 use clap::Args;
-use clap::builder::{PossibleValue, TypedValueParser};
+use clap::builder::PossibleValue;
 
-use crate::backends::BackendName;
-use crate::cli::ModeArg;
-
-/// One row of the comparison: a backend, and for `select` the readiness call
-/// it blocks in. `select` with poll(2) is its own row, `select-poll`, because
-/// the two differ in cost as much as two backends do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Contender {
-    /// The backend.
-    pub backend: BackendName,
-    /// Its readiness call; only `select` looks at it.
-    pub poller: Poller,
-}
-
-impl Contender {
-    /// Every backend of [`BackendName::ALL`], with `select-poll` right
-    /// after `select`.
-    pub fn all() -> Vec<Contender> {
-        let mut all = Vec::new();
-        for backend in BackendName::ALL {
-            all.push(Contender { backend, poller: Poller::Select });
-            if backend == BackendName::Select {
-                all.push(Contender { backend, poller: Poller::Poll });
-            }
-        }
-        all
-    }
-
-    /// The name on the command line and in the table: the backend's, or
-    /// `select-poll`.
-    pub fn as_str(self) -> &'static str {
-        match (self.backend, self.poller) {
-            (BackendName::Select, Poller::Poll) => "select-poll",
-            (backend, _) => backend.as_str(),
-        }
-    }
-}
-
-impl fmt::Display for Contender {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl serde::Serialize for Contender {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
+use super::contender::{Contender, ServerCommand};
+use super::matrix::Settings;
+use crate::backends::{BackendName, Poller};
+use crate::cli::{ModeArg, positive, threads};
 
 impl clap::ValueEnum for Contender {
     fn value_variants<'a>() -> &'a [Self] {
@@ -119,124 +73,6 @@ impl clap::ValueEnum for BackendChoice {
     }
 }
 
-/// The name of a `--server` contender, as the table, results.json and the
-/// charts show it.
-///
-/// It is leaked once, when the command line is parsed, so that a cell
-/// stays `Copy` like a backend's: a comparison has a handful of these and
-/// they live as long as the process anyway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ServerName(&'static str);
-
-impl ServerName {
-    /// The name.
-    pub fn as_str(self) -> &'static str {
-        self.0
-    }
-}
-
-/// A `--server NAME=COMMAND` contender: any program that serves the echo
-/// protocol on the port it is given, started fresh for each run as a
-/// backend is.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ServerCommand {
-    /// Its name in the table, results.json and the charts.
-    #[serde(serialize_with = "server_name")]
-    pub name: ServerName,
-    /// COMMAND as written, `{port}` and all.
-    pub command: String,
-    /// COMMAND split into the program and its arguments as a POSIX shell
-    /// would split it (quotes and backslashes), but run without one: a
-    /// shell would stay as a process of its own in the measured tree
-    /// (dash does not `exec` the last command of `sh -c`) and add its
-    /// memory to the server's. Write `sh -c '...'` for pipes, `&&` or
-    /// variables.
-    #[serde(skip)]
-    pub argv: Vec<String>,
-}
-
-/// What `{port}` in a `--server` command is replaced with.
-const PORT: &str = "{port}";
-
-impl ServerCommand {
-    /// The program and its arguments with `{port}` replaced by `port`.
-    pub fn argv(&self, port: u16) -> Vec<String> {
-        self.argv.iter().map(|word| word.replace(PORT, &port.to_string())).collect()
-    }
-}
-
-/// Parses `--server NAME=COMMAND`.
-fn server_command(text: &str) -> Result<ServerCommand, String> {
-    let (name, command) = text
-        .split_once('=')
-        .ok_or("expected NAME=COMMAND, e.g. bare-tokio='bare-tokio --addr 127.0.0.1:{port}'")?;
-    let name = name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(format!("the name {name:?} must be letters, digits, '-', '_' or '.'"));
-    }
-    if BackendChoice::all().iter().any(|b| b.to_string() == name) || name == "none" {
-        return Err(format!("the name {name:?} is a backend's; give the command another"));
-    }
-    if !command.contains(PORT) {
-        return Err(format!(
-            "the command must contain {PORT}, where the port to listen on goes: {command:?}"
-        ));
-    }
-    let argv = shlex::split(command).filter(|argv| !argv.is_empty()).ok_or_else(|| {
-        format!("cannot split the command {command:?} into words (an unclosed quote, or nothing at all)")
-    })?;
-    Ok(ServerCommand {
-        name: ServerName(Box::leak(name.to_owned().into_boxed_str())),
-        command: command.to_owned(),
-        argv,
-    })
-}
-
-fn server_name<S: serde::Serializer>(name: &ServerName, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(name.as_str())
-}
-
-/// What one row of the comparison runs: one of the backends, or a
-/// `--server` command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Entrant {
-    /// A backend, run as `echo-bench serve`.
-    Backend(Contender),
-    /// A `--server` command, by name.
-    Server(ServerName),
-}
-
-impl Entrant {
-    /// The name in the table, results.json and the charts.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Entrant::Backend(contender) => contender.as_str(),
-            Entrant::Server(name) => name.as_str(),
-        }
-    }
-
-    /// Whether `--threads` reaches it: a backend's choice; a command's
-    /// threads are its own business.
-    pub fn has_threads(self) -> bool {
-        match self {
-            Entrant::Backend(contender) => contender.backend.has_threads(),
-            Entrant::Server(_) => false,
-        }
-    }
-}
-
-impl fmt::Display for Entrant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl serde::Serialize for Entrant {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
 /// Options of `echo-bench compare`.
 ///
 /// Every combination of the list options is a cell; each cell runs
@@ -261,28 +97,28 @@ pub struct CompareArgs {
     /// its peak memory the sum of theirs. `--mode` is what the load checks;
     /// the command's own mode is its business. `--threads` does not reach
     /// it: it runs at the first thread count, shown as 1.
-    #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = server_command)]
+    #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = ServerCommand::parse)]
     pub servers: Vec<ServerCommand>,
 
     /// Connections held open during a run, comma-separated.
     #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1, 50, 500],
-          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+          value_parser = positive::<usize>())]
     pub connections: Vec<usize>,
 
     /// Bytes per message, comma-separated.
     #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [64],
-          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+          value_parser = positive::<usize>())]
     pub sizes: Vec<usize>,
 
     /// Server threads, comma-separated. Backends that have one thread
     /// whatever `--threads` says (select) run once per cell, at 1.
     #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1],
-          value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+          value_parser = threads())]
     pub threads: Vec<usize>,
 
     /// Messages in flight per connection, comma-separated.
     #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1],
-          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+          value_parser = positive::<usize>())]
     pub pipeline: Vec<usize>,
 
     /// Time measured per run, after the warm-up.
@@ -294,7 +130,7 @@ pub struct CompareArgs {
     pub warmup: Duration,
 
     /// Runs per cell; the table shows their median and min–max.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = 5, value_parser = positive::<usize>())]
     pub repeat: usize,
 
     /// A run whose server and client together spent more than this many
@@ -320,7 +156,7 @@ pub struct CompareArgs {
     pub rate: Option<f64>,
 
     /// Threads of the load generator.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..).map(|n| n as usize))]
+    #[arg(long, default_value_t = 1, value_parser = threads())]
     pub client_threads: usize,
 
     /// Put each server on CPU 1 and the load generator on CPU 0.
@@ -344,6 +180,48 @@ pub struct CompareArgs {
     pub out: Option<PathBuf>,
 }
 
+impl CompareArgs {
+    /// The comparison these options ask for, checked; `pinned` is whether
+    /// pinning is both asked for and possible here.
+    pub fn settings(&self, pinned: bool) -> anyhow::Result<Settings> {
+        let backends = self.backends.iter().filter_map(|choice| match choice {
+            BackendChoice::Backend(contender) => Some(*contender),
+            BackendChoice::None => None,
+        });
+        Settings {
+            backends: backends.collect(),
+            servers: self.servers.clone(),
+            connections: self.connections.clone(),
+            sizes: self.sizes.clone(),
+            threads: self.threads.clone(),
+            pipeline: self.pipeline.clone(),
+            duration: self.duration,
+            warmup: self.warmup,
+            repeat: self.repeat,
+            tolerance: self.tolerance / 100.0,
+            reruns: 0,
+            mode: self.mode.into(),
+            rate: self.rate,
+            client_threads: self.client_threads,
+            pinned,
+            spin: self.spin,
+            baseline: self.baseline.clone(),
+        }
+        .checked(self.reruns)
+    }
+}
+
+/// The settings `echo-bench compare ARGS...` would run with, for tests.
+#[cfg(test)]
+pub(crate) fn parse_for_tests(args: &[&str]) -> Settings {
+    use clap::Parser;
+    let cli = crate::cli::Cli::parse_from(["echo-bench", "compare"].iter().chain(args));
+    match cli.command {
+        Some(crate::cli::Command::Compare(args)) => args.settings(false).unwrap(),
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
 /// A percentage: a number, at least 0, with or without a `%`.
 fn percent(text: &str) -> Result<f64, String> {
     let value: f64 = text.trim_end_matches('%').trim().parse().map_err(|e| format!("{e}"))?;
@@ -351,5 +229,23 @@ fn percent(text: &str) -> Result<f64, String> {
         Ok(value)
     } else {
         Err("must be a percentage of 0 or more".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn bad_values_are_refused() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["echo-bench", "compare"].iter().chain(args));
+        assert!(parse(&["--backends", "nosuch"]).is_err());
+        assert!(parse(&["--connections", "0"]).is_err());
+        assert!(parse(&["--repeat", "0"]).is_err());
+        assert!(parse(&["--tolerance", "-1"]).is_err());
+        assert!(parse(&["--tolerance", "lots"]).is_err());
+        assert!(parse(&["--backends", "select-poll,mio"]).is_ok());
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 /// needed for it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Environment {
-    /// The kernel release (`/proc/sys/kernel/osrelease`, or `uname -r`).
+    /// The kernel release, as `uname -r` prints it.
     pub kernel: String,
     /// The CPU model from `/proc/cpuinfo`.
     pub cpu_model: String,
@@ -44,25 +44,24 @@ impl Environment {
 }
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+    nix::sys::utsname::uname()
         .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| command_output("uname", &["-r"]))
+        .and_then(|uts| uts.release().to_str().map(str::to_owned))
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn cpu_model() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    use procfs::Current;
+    let cpuinfo = procfs::CpuInfo::current().ok();
     // x86 says "model name"; some ARM kernels only "Hardware" or "Processor".
+    let field = |key| {
+        let cpuinfo = cpuinfo.as_ref()?;
+        let value = cpuinfo.get_field(0, key).or_else(|| cpuinfo.fields.get(key).map(String::as_str))?;
+        Some(value.trim().to_owned()).filter(|v| !v.is_empty())
+    };
     ["model name", "Hardware", "Processor", "cpu model"]
-        .iter()
-        .find_map(|key| {
-            cpuinfo.lines().find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                (name.trim() == *key && !value.trim().is_empty()).then(|| value.trim().to_owned())
-            })
-        })
+        .into_iter()
+        .find_map(field)
         .unwrap_or_else(|| "unknown".to_owned())
 }
 

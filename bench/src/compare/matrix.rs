@@ -5,8 +5,7 @@ use std::time::Duration;
 use echo_core::Mode;
 use serde::{Serialize, Serializer};
 
-use super::args::{BackendChoice, CompareArgs, Contender, Entrant, ServerCommand};
-use crate::cli::ModeArg;
+use super::contender::{Contender, Entrant, ServerCommand, ServerName};
 
 /// One cell of the matrix: a backend or `--server` command and the load it
 /// is given. Every repeat of a cell is a run against a fresh server process.
@@ -25,7 +24,7 @@ pub struct Cell {
     pub pipeline: usize,
 }
 
-/// The checked, de-duplicated form of [`CompareArgs`]: what every run of
+/// What every run of
 /// one comparison shares. Written to results.json as `settings`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
@@ -56,7 +55,7 @@ pub struct Settings {
     pub reruns: usize,
     /// The servers' reply mode.
     #[serde(serialize_with = "mode_name")]
-    pub mode: ModeArg,
+    pub mode: Mode,
     /// Open-loop rate per run, or `None` for closed loop.
     pub rate: Option<f64>,
     /// Load-generator threads.
@@ -72,32 +71,23 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Checks `args`; `pinned` is whether pinning is both asked for and
-    /// possible here.
-    pub fn new(args: &CompareArgs, pinned: bool) -> anyhow::Result<Settings> {
-        anyhow::ensure!(!args.duration.is_zero(), "--duration must be more than zero");
-        if let Some(rate) = args.rate {
+    /// Checks these settings as the command line gave them, drops
+    /// repeated values from the lists, and sets `reruns` to `reruns` or,
+    /// without it, a third of the planned runs.
+    pub fn checked(self, reruns: Option<usize>) -> anyhow::Result<Settings> {
+        anyhow::ensure!(!self.duration.is_zero(), "--duration must be more than zero");
+        if let Some(rate) = self.rate {
             anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
         }
-        anyhow::ensure!(args.repeat > 0, "--repeat must be at least 1");
+        anyhow::ensure!(self.repeat > 0, "--repeat must be at least 1");
         let mut settings = Settings {
-            backends: dedup(&backends(&args.backends)),
-            servers: args.servers.clone(),
-            connections: dedup(&args.connections),
-            sizes: dedup(&args.sizes),
-            threads: dedup(&args.threads),
-            pipeline: dedup(&args.pipeline),
-            duration: args.duration,
-            warmup: args.warmup,
-            repeat: args.repeat,
-            tolerance: args.tolerance / 100.0,
-            reruns: 0,
-            mode: args.mode,
-            rate: args.rate,
-            client_threads: args.client_threads.max(1),
-            pinned,
-            spin: args.spin,
-            baseline: args.baseline.clone(),
+            backends: dedup(&self.backends),
+            connections: dedup(&self.connections),
+            sizes: dedup(&self.sizes),
+            threads: dedup(&self.threads),
+            pipeline: dedup(&self.pipeline),
+            client_threads: self.client_threads.max(1),
+            ..self
         };
         for (i, server) in settings.servers.iter().enumerate() {
             anyhow::ensure!(
@@ -125,7 +115,7 @@ impl Settings {
                 && !settings.pipeline.is_empty(),
             "every list option needs at least one value"
         );
-        settings.reruns = args.reruns.unwrap_or_else(|| settings.runs().len().div_ceil(3));
+        settings.reruns = reruns.unwrap_or_else(|| settings.runs().len().div_ceil(3));
         Ok(settings)
     }
 
@@ -136,7 +126,7 @@ impl Settings {
     }
 
     /// The `--server` command named `name`.
-    pub fn server(&self, name: super::args::ServerName) -> Option<&ServerCommand> {
+    pub fn server(&self, name: ServerName) -> Option<&ServerCommand> {
         self.servers.iter().find(|s| s.name == name)
     }
 
@@ -183,28 +173,6 @@ impl Settings {
     }
 }
 
-/// The settings `echo-bench compare ARGS...` would run with, for tests.
-#[cfg(test)]
-pub(crate) fn parse_for_tests(args: &[&str]) -> Settings {
-    use clap::Parser;
-    let cli = crate::cli::Cli::parse_from(["echo-bench", "compare"].iter().chain(args));
-    match cli.command {
-        Some(crate::cli::Command::Compare(args)) => Settings::new(&args, false).unwrap(),
-        other => panic!("parsed as {other:?}"),
-    }
-}
-
-/// The backends of `--backends`, `none` left out.
-fn backends(choices: &[BackendChoice]) -> Vec<Contender> {
-    choices
-        .iter()
-        .filter_map(|c| match c {
-            BackendChoice::Backend(contender) => Some(*contender),
-            BackendChoice::None => None,
-        })
-        .collect()
-}
-
 fn dedup<T: PartialEq + Copy>(values: &[T]) -> Vec<T> {
     let mut out: Vec<T> = Vec::with_capacity(values.len());
     for &v in values {
@@ -219,17 +187,14 @@ fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
-fn mode_name<S: Serializer>(mode: &ModeArg, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&Mode::from(*mode))
+fn mode_name<S: Serializer>(mode: &Mode, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(mode)
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use super::parse_for_tests as settings;
     use crate::backends::BackendName;
-    use crate::cli::Cli;
+    use crate::compare::args::parse_for_tests as settings;
 
     #[test]
     fn defaults_cover_every_backend_and_select_poll() {
@@ -255,19 +220,19 @@ mod tests {
 
     #[test]
     fn runs_interleave_backends_and_spread_repeats() {
-        let s = settings(&["--backends", "mio,tokio", "--connections", "1,4", "--repeat", "2"]);
+        let s = settings(&["--backends", "select,mio", "--connections", "1,4", "--repeat", "2"]);
         let order: Vec<_> = s.runs().iter().map(|(r, c)| (*r, c.backend.as_str(), c.connections)).collect();
         assert_eq!(
             order,
             [
+                (0, "select", 1),
                 (0, "mio", 1),
-                (0, "tokio", 1),
+                (0, "select", 4),
                 (0, "mio", 4),
-                (0, "tokio", 4),
+                (1, "select", 1),
                 (1, "mio", 1),
-                (1, "tokio", 1),
-                (1, "mio", 4),
-                (1, "tokio", 4)
+                (1, "select", 4),
+                (1, "mio", 4)
             ]
         );
     }
@@ -297,16 +262,5 @@ mod tests {
         assert_eq!(server.argv(4242), ["./bare", "--addr", "127.0.0.1:4242", "--note", "a b"]);
         let only = settings(&["--backends", "none", "--server", "x=x {port}"]);
         assert!(only.backends.is_empty() && only.cells().iter().all(|c| c.backend.as_str() == "x"));
-    }
-
-    #[test]
-    fn bad_values_are_refused() {
-        let parse = |args: &[&str]| Cli::try_parse_from(["echo-bench", "compare"].iter().chain(args));
-        assert!(parse(&["--backends", "nosuch"]).is_err());
-        assert!(parse(&["--connections", "0"]).is_err());
-        assert!(parse(&["--repeat", "0"]).is_err());
-        assert!(parse(&["--tolerance", "-1"]).is_err());
-        assert!(parse(&["--tolerance", "lots"]).is_err());
-        assert!(parse(&["--backends", "select-poll,async-std"]).is_ok());
     }
 }

@@ -30,6 +30,7 @@
 
 mod args;
 pub mod charts;
+mod contender;
 pub mod env;
 pub mod matrix;
 pub mod noise;
@@ -44,12 +45,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use args::{BackendChoice, CompareArgs, Contender, Entrant, ServerCommand, ServerName};
+pub use args::{BackendChoice, CompareArgs};
+pub use contender::{Contender, Entrant, ServerCommand, ServerName};
 pub use matrix::{Cell, Settings};
 
 use crate::child::{CommandServer, ServerProcess};
-use crate::cli::{PollerArg, ServerArgs};
 use crate::load::{self, LoadConfig, LoadError, Observed, Report};
+use crate::spec::ServerSpec;
 use env::Environment;
 use progress::Progress;
 use results::{Failure, Results, Run};
@@ -59,12 +61,12 @@ use summary::CellSummary;
 /// closed by then, so it needs next to none.
 const DRAIN: &str = "1s";
 
-/// Runs `echo-bench compare`; returns whether every run succeeded.
-pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
-    let pinned = load::pinning(args.pin, args.spin);
-    let settings = Settings::new(args, pinned)?;
+/// Runs the comparison `settings` describe, writing results.json and the
+/// charts into `out` if given; returns whether every run succeeded.
+pub fn run(settings: &Settings, out: Option<&Path>) -> anyhow::Result<bool> {
+    let settings = settings.clone();
     // Before any run, so that a bad --out costs no time.
-    if let Some(dir) = &args.out {
+    if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let exe = std::env::current_exe().context("cannot find the echo-bench executable")?;
@@ -98,7 +100,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<bool> {
     print!("{}", table::render(&settings, &medians));
 
     let results = Results { env, settings, medians, runs, failures };
-    if let Some(dir) = &args.out {
+    if let Some(dir) = out {
         results.write(&dir.join("results.json"))?;
         charts::write_all(dir, &results.medians)?;
         eprintln!("compare: wrote results.json and {} to {}", charts::FILES.join(", "), dir.display());
@@ -190,20 +192,11 @@ pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<R
 
 /// A run of a backend, as an `echo-bench serve` child.
 fn run_backend(exe: &Path, settings: &Settings, cell: &Cell, contender: Contender) -> anyhow::Result<Report> {
-    let server_args = ServerArgs {
-        backend: contender.backend,
-        mode: settings.mode,
-        read_size: echo_core::protocol::DEFAULT_READ_SIZE,
-        max_line: echo_core::protocol::DEFAULT_MAX_LINE,
-        threads: cell.threads,
-        poller: match contender.poller {
-            backend_select::Poller::Select => PollerArg::Select,
-            backend_select::Poller::Poll => PollerArg::Poll,
-        },
-        max_connections: None,
-        idle_timeout: None,
-    };
-    let mut serve_args = server_args.to_args();
+    let spec = ServerSpec::new(contender.backend)
+        .with_poller(contender.poller)
+        .with_mode(settings.mode)
+        .with_threads(cell.threads);
+    let mut serve_args = spec.serve_args();
     serve_args.extend(["--drain".to_owned(), DRAIN.to_owned()]);
     if settings.pinned {
         serve_args.extend(["--cpu".to_owned(), "1".to_owned()]);
@@ -248,10 +241,6 @@ const COMMAND_STOP: Duration = Duration::from_secs(5);
 /// The load of one run of `cell` against the server at `addr`.
 fn load_config(settings: &Settings, cell: &Cell, addr: std::net::SocketAddr) -> LoadConfig {
     LoadConfig {
-        addr,
-        mode: settings.mode.into(),
-        connections: cell.connections,
-        size: cell.size,
         duration: settings.duration,
         warmup: settings.warmup,
         pipeline: cell.pipeline,
@@ -259,8 +248,7 @@ fn load_config(settings: &Settings, cell: &Cell, addr: std::net::SocketAddr) -> 
         client_threads: settings.client_threads,
         client_cpu: settings.pinned.then_some(0),
         spin: settings.spin,
-        progress: false,
-        sample_every: None,
+        ..LoadConfig::new(addr, settings.mode, cell.connections, cell.size)
     }
 }
 

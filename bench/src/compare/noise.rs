@@ -73,7 +73,7 @@ pub fn cells_to_rerun(settings: &Settings, runs: &[Run], failures: &[Failure]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::matrix::parse_for_tests as settings;
+    use crate::compare::args::parse_for_tests as settings;
     use crate::load::{Errors, Latency, ServerFigures};
     use crate::procfs::CpuTime;
 
@@ -153,9 +153,9 @@ mod tests {
 
     #[test]
     fn cells_are_compared_only_with_themselves() {
-        let s = settings(&["--backends", "mio,tokio", "--connections", "50", "--repeat", "1"]);
-        let (mio, tokio) = (s.cells()[0], s.cells()[1]);
-        let mut runs = vec![run(mio, 0, 4.0, 4.0), run(tokio, 0, 6.0, 6.0)];
+        let s = settings(&["--backends", "select,mio", "--connections", "50", "--repeat", "1"]);
+        let (select, mio) = (s.cells()[0], s.cells()[1]);
+        let mut runs = vec![run(select, 0, 4.0, 4.0), run(mio, 0, 6.0, 6.0)];
         mark(&mut runs, 0.05);
         assert!(runs.iter().all(|r| !r.disturbed));
         assert!(cells_to_rerun(&s, &runs, &[]).is_empty());
@@ -163,19 +163,19 @@ mod tests {
 
     #[test]
     fn reruns_go_in_table_order_and_failures_are_not_retried() {
-        let s = settings(&["--backends", "mio,tokio,smol", "--connections", "50", "--repeat", "2"]);
-        let [mio, tokio, smol] = [s.cells()[0], s.cells()[1], s.cells()[2]];
+        let s = settings(&["--backends", "select,select-poll,mio", "--connections", "50", "--repeat", "2"]);
+        let [first, second, third] = [s.cells()[0], s.cells()[1], s.cells()[2]];
         let mut runs = vec![
-            run(smol, 0, 9.0, 9.0),
-            run(smol, 1, 4.0, 4.0),
-            run(mio, 0, 4.0, 4.0),
-            run(tokio, 0, 4.0, 4.0),
-            run(mio, 1, 4.0, 4.0),
+            run(third, 0, 9.0, 9.0),
+            run(third, 1, 4.0, 4.0),
+            run(first, 0, 4.0, 4.0),
+            run(second, 0, 4.0, 4.0),
+            run(first, 1, 4.0, 4.0),
         ];
-        let failures = [Failure { cell: tokio, repeat: 1, error: "reset".into() }];
+        let failures = [Failure { cell: second, repeat: 1, error: "reset".into() }];
         mark(&mut runs, 0.05);
-        assert_eq!(cells_to_rerun(&s, &runs, &failures), [smol]);
-        assert_eq!(cells_to_rerun(&s, &runs, &[]), [tokio, smol]);
+        assert_eq!(cells_to_rerun(&s, &runs, &failures), [third]);
+        assert_eq!(cells_to_rerun(&s, &runs, &[]), [second, third]);
     }
 
     #[test]

@@ -114,7 +114,7 @@ fn preamble(settings: &Settings, summaries: &[CellSummary]) -> String {
     } else {
         ""
     };
-    let mut text = format!("Mode {}, {load}", echo_core::Mode::from(settings.mode));
+    let mut text = format!("Mode {}, {load}", settings.mode);
     for f in fixed {
         let _ = write!(text, ", {f}");
     }
@@ -276,7 +276,7 @@ mod tests {
             repeat: 3,
             tolerance: 0.05,
             reruns: 6,
-            mode: crate::cli::ModeArg::Got,
+            mode: echo_core::Mode::Got,
             rate: None,
             client_threads: 1,
             pinned: true,
@@ -339,13 +339,13 @@ mod tests {
     #[test]
     fn disturbed_runs_are_counted_and_short_cells_marked() {
         let mio = Contender { backend: BackendName::Mio, poller: Poller::Select };
-        let tokio = Contender { backend: BackendName::Tokio, poller: Poller::Select };
-        let table = render(&settings(), &[summary_with(mio, 1, 3, 0, 2), summary_with(tokio, 1, 2, 0, 4)]);
+        let poll = Contender { backend: BackendName::Select, poller: Poller::Poll };
+        let table = render(&settings(), &[summary_with(mio, 1, 3, 0, 2), summary_with(poll, 1, 2, 0, 4)]);
         let first = table.lines().next().unwrap_or_default();
         assert!(first.contains(" 6 runs cost more than 5% above the cheapest run of their cell"), "{first}");
         assert!(table.contains("| mio | 1 |"), "{table}");
-        assert!(table.contains("| tokio‡ | 1 |"), "{table}");
-        assert!(table.contains("by itself): tokio at 1 connection (2 of 3)."), "{table}");
+        assert!(table.contains("| select-poll‡ | 1 |"), "{table}");
+        assert!(table.contains("by itself): select-poll at 1 connection (2 of 3)."), "{table}");
         let quiet = render(&settings(), &[summary(mio, 1, 3, 0)]);
         assert!(!quiet.contains("disturbed") && !quiet.contains('‡'), "{quiet}");
     }
@@ -363,15 +363,18 @@ mod tests {
     #[test]
     fn a_baseline_adds_a_ratio_of_server_cpu_at_the_same_load() {
         let mio = Contender { backend: BackendName::Mio, poller: Poller::Select };
-        let tokio = Contender { backend: BackendName::Tokio, poller: Poller::Select };
-        let mut slower = summary(tokio, 50, 3, 0);
+        let poll = Contender { backend: BackendName::Select, poller: Poller::Poll };
+        let mut slower = summary(poll, 50, 3, 0);
         slower.server_cpu_us_per_round_trip = Some(Spread { median: 14.814, min: 14.0, max: 15.0 });
-        let rows = [summary(mio, 50, 3, 0), slower, summary(tokio, 1, 3, 0)];
+        let rows = [summary(mio, 50, 3, 0), slower, summary(poll, 1, 3, 0)];
         let table = render(&Settings { baseline: Some("mio".into()), ..settings() }, &rows);
         assert!(table.contains("| server peak RSS (MiB) | server CPU × mio |"), "{table}");
         assert!(table.contains("| 2.0 (2.0–3.0) | 1.00× |"), "{table}");
         assert!(table.contains("| 2.0 (2.0–3.0) | 1.20× |"), "{table}");
-        assert!(table.lines().any(|l| l.starts_with("| tokio | 1 |") && l.ends_with("| – |")), "{table}");
+        assert!(
+            table.lines().any(|l| l.starts_with("| select-poll | 1 |") && l.ends_with("| – |")),
+            "{table}"
+        );
     }
 
     #[test]

@@ -981,20 +981,10 @@ mod tests {
     #[test]
     fn the_latency_histogram_holds_the_longest_latency_a_run_can_see() {
         let config = LoadConfig {
-            addr: "127.0.0.1:1".parse().unwrap(),
-            mode: echo_core::Mode::Got,
-            connections: 1,
-            size: 64,
             // A soak's default length: more than the old fixed 60 s bound.
             duration: Duration::from_secs(600),
             warmup: Duration::from_secs(2),
-            pipeline: 1,
-            rate: None,
-            client_threads: 1,
-            client_cpu: None,
-            spin: false,
-            progress: false,
-            sample_every: None,
+            ..LoadConfig::new("127.0.0.1:1".parse().unwrap(), echo_core::Mode::Got, 1, 64)
         };
         let checks = Checks { grace: Duration::from_secs(2), ..Checks::default() };
         let mut result = ThreadResult::new(latency_histogram(&config, &checks).unwrap());

@@ -17,14 +17,14 @@ use crate::cli::LoadArgs;
 /// presented, not even with `--json`.
 pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     let pin = super::pinning(args.pin, args.spin);
-    let checks =
-        Checks { grace: args.grace, read_size: args.server.read_size, max_line: args.server.max_line };
+    let spec = args.server.spec();
+    let checks = Checks { grace: args.grace, read_size: spec.read_size, max_line: spec.max_line };
     // Checked before a server is started: a bad option costs nothing.
     super::validate(&config(args, args.addr.unwrap_or(([127, 0, 0, 1], 0).into()), pin), &checks)?;
     let server = match args.addr {
         Some(_) => None,
         None => {
-            let mut serve_args = args.server.to_args();
+            let mut serve_args = spec.serve_args();
             if pin {
                 serve_args.extend(["--cpu".to_owned(), "1".to_owned()]);
             }
@@ -69,10 +69,6 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
 /// The run `args` ask for, against `addr`.
 fn config(args: &LoadArgs, addr: std::net::SocketAddr, pin: bool) -> LoadConfig {
     LoadConfig {
-        addr,
-        mode: args.server.mode.into(),
-        connections: args.connections,
-        size: args.size,
         duration: args.duration,
         warmup: args.warmup,
         pipeline: args.pipeline,
@@ -81,6 +77,6 @@ fn config(args: &LoadArgs, addr: std::net::SocketAddr, pin: bool) -> LoadConfig 
         client_cpu: pin.then_some(0),
         spin: args.spin,
         progress: !args.json,
-        sample_every: None,
+        ..LoadConfig::new(addr, args.server.mode.into(), args.connections, args.size)
     }
 }

@@ -92,6 +92,32 @@ pub struct LoadConfig {
     pub sample_every: Option<Duration>,
 }
 
+impl LoadConfig {
+    /// `connections` connections sending `size`-byte messages to `addr`,
+    /// answered in `mode`; the rest as `echo-bench load`'s defaults have
+    /// it: 10 s measured after 2 s of warm-up, closed loop, one message in
+    /// flight per connection, one client thread, unpinned, sleeping while it
+    /// waits, no progress bar and no samples. Set the rest with struct
+    /// update syntax: `LoadConfig { pipeline: 4, ..LoadConfig::new(...) }`.
+    pub fn new(addr: SocketAddr, mode: Mode, connections: usize, size: usize) -> LoadConfig {
+        LoadConfig {
+            addr,
+            mode,
+            connections,
+            size,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            pipeline: 1,
+            rate: None,
+            client_threads: 1,
+            client_cpu: None,
+            spin: false,
+            progress: false,
+            sample_every: None,
+        }
+    }
+}
+
 /// What the server must answer, beyond the mode, and how long it may take
 /// after the run: the rest of what the checker needs. Kept apart from
 /// [`LoadConfig`] so that a caller with the protocol's defaults need not

@@ -485,19 +485,12 @@ mod tests {
 
     fn config(client_cpu: Option<usize>, spin: bool) -> LoadConfig {
         LoadConfig {
-            addr: "127.0.0.1:1".parse().unwrap(),
-            mode: echo_core::Mode::Got,
-            connections: 2,
-            size: 64,
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
-            pipeline: 1,
-            rate: None,
             client_threads: 2,
             client_cpu,
             spin,
-            progress: false,
-            sample_every: None,
+            ..LoadConfig::new("127.0.0.1:1".parse().unwrap(), echo_core::Mode::Got, 2, 64)
         }
     }
 

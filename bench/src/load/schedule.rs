@@ -135,19 +135,12 @@ mod tests {
 
     fn config(rate: f64, connections: usize, client_threads: usize) -> LoadConfig {
         LoadConfig {
-            addr: "127.0.0.1:1".parse().unwrap(),
-            mode: echo_core::Mode::Got,
-            connections,
-            size: 64,
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
-            pipeline: 1,
             rate: Some(rate),
             client_threads,
-            client_cpu: None,
             spin: true,
-            progress: false,
-            sample_every: None,
+            ..LoadConfig::new("127.0.0.1:1".parse().unwrap(), echo_core::Mode::Got, connections, 64)
         }
     }
 

@@ -34,7 +34,6 @@ use serde::Deserialize;
 
 pub use server_stats::ServerStats;
 
-use crate::cli::MergeArgs;
 use crate::load::{ChurnFigures, Errors, GraceFigures, Measured, Report, Text, Totals, histogram};
 use crate::procfs::CpuTime;
 
@@ -417,18 +416,23 @@ impl std::fmt::Display for Merged {
     }
 }
 
-/// Runs `echo-bench merge`.
-pub fn run(args: &MergeArgs) -> anyhow::Result<bool> {
-    let reports = args
-        .reports
+/// Runs `echo-bench merge`: sums the `load --json` reports in `reports`,
+/// adds the server's `serve --stats-json` file `server_stats` if given, and
+/// prints the result, as one JSON object with `json`.
+pub fn run(
+    reports: &[std::path::PathBuf],
+    server_stats: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let reports = reports
         .iter()
         .map(|path| Ok((path.display().to_string(), Input::read(path)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut merged = merge(&reports)?;
-    if let Some(path) = &args.server_stats {
+    if let Some(path) = server_stats {
         merged = merged.with_server(path.display().to_string(), ServerStats::read(path)?)?;
     }
-    if args.json {
+    if json {
         println!("{}", merged.to_json()?);
     } else {
         print!("{merged}");

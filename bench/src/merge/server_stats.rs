@@ -12,7 +12,7 @@ use echo_core::StatsSnapshot;
 use nix::sys::resource::{UsageWho, getrusage};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::ServerArgs;
+use crate::spec::ServerSpec;
 
 /// What `serve --stats-json` writes. Every figure covers the process's
 /// whole life, from its start to the end of its drain: nothing is
@@ -58,10 +58,10 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
-    /// The figures of this process, a server of `args` on `addr` that
+    /// The figures of this process, a server of `spec` on `addr` that
     /// started serving at `started` and has stopped with counters `stats`.
     pub fn of_this_process(
-        args: &ServerArgs,
+        spec: &ServerSpec,
         addr: SocketAddr,
         started: SystemTime,
         stats: &StatsSnapshot,
@@ -81,9 +81,9 @@ impl ServerStats {
                 (0.0, 0.0, 0)
             }
         };
-        let config = args.config();
+        let config = spec.config();
         ServerStats {
-            backend: args.backend.as_str().to_owned(),
+            backend: spec.backend.as_str().to_owned(),
             mode: config.mode.to_string(),
             threads: config.threads,
             addr: addr.to_string(),
@@ -160,11 +160,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("echo-bench-stats-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("server.json");
-        let cli = <crate::cli::Cli as clap::Parser>::parse_from(["echo-bench", "serve", "--backend", "mio"]);
-        let Some(crate::cli::Command::Serve(serve)) = cli.command else { panic!("not serve") };
-        let args = serve.server;
+        let spec = ServerSpec::new(crate::backends::BackendName::ALL[0]);
         let stats = ServerStats::of_this_process(
-            &args,
+            &spec,
             "127.0.0.1:1".parse().unwrap(),
             SystemTime::now(),
             &StatsSnapshot::default(),

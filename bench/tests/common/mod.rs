@@ -113,38 +113,17 @@ pub fn wait_until(
     }
 }
 
-/// Expands `$suite!(variant, backend, poller, threads)` once per variant
-/// the shared suites run each backend in, inside a module per backend, so
-/// that test names read `backend::variant::...` and `cargo test mio::` runs
-/// one backend's part. A backend whose `--threads` changes nothing runs
-/// with one thread; the others with one and with two. Used with
-/// `#[macro_use] mod common;` by `conformance.rs`, `lifecycle.rs` and
-/// `threads_exit.rs`.
-#[allow(unused_macros)] // the other test binaries share this module too
-macro_rules! every_backend {
-    ($suite:ident) => {
-        mod select {
-            use super::*;
-            $suite!(select, echo_bench::backends::BackendName::Select, backend_select::Poller::Select, 1);
-            $suite!(poll, echo_bench::backends::BackendName::Select, backend_select::Poller::Poll, 1);
-        }
-        every_backend!(@threads $suite, mio, Mio);
-        every_backend!(@threads $suite, tokio, Tokio);
-        every_backend!(@threads $suite, async_std, AsyncStd);
-        mod threads {
-            use super::*;
-            $suite!(threads1, echo_bench::backends::BackendName::Threads, backend_select::Poller::Select, 1);
-        }
-        every_backend!(@threads $suite, smol, Smol);
-        every_backend!(@threads $suite, uring, Uring);
-    };
-    (@threads $suite:ident, $module:ident, $backend:ident) => {
-        mod $module {
-            use super::*;
-            $suite!(threads1, echo_bench::backends::BackendName::$backend, backend_select::Poller::Select, 1);
-            $suite!(threads2, echo_bench::backends::BackendName::$backend, backend_select::Poller::Select, 2);
-        }
-    };
+/// The `echo-bench serve` arguments that pick one backend variant, as
+/// [`echo_bench::every_backend!`] hands it to a suite; the test adds the
+/// rest (`--mode`, limits).
+pub fn backend_args(
+    backend: echo_bench::backends::BackendName,
+    poller: echo_bench::backends::Poller,
+    threads: usize,
+) -> Vec<String> {
+    let args =
+        ["--backend", backend.as_str(), "--poller", poller.as_str(), "--threads", &threads.to_string()];
+    args.map(str::to_owned).to_vec()
 }
 
 /// The byte at `offset` of client `id`'s stream: every client sends its own.
