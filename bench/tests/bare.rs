@@ -10,7 +10,7 @@
 mod common;
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -50,22 +50,20 @@ fn passes_a_verified_load(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// A test per bare server, from one list.
-macro_rules! bare_servers {
-    ($($test:ident: $name:literal,)*) => {
-        $(
-            #[test]
-            fn $test() -> io::Result<()> {
-                passes_a_verified_load($name)
-            }
-        )*
-    };
-}
-
-bare_servers! {
-    tokio: "bare-tokio",
-    smol: "bare-smol",
-    async_std: "bare-async-std",
-    mio: "bare-mio",
-    threads: "bare-threads",
+/// Every bare server in `bench/examples/` (each `bare-*.rs` there), found
+/// by listing the folder, so a new one is tested without a list to update.
+#[test]
+fn every_bare_server_passes_a_verified_load() -> io::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|file| Some(file.strip_suffix(".rs")?.to_owned()))
+        .filter(|name| name.starts_with("bare-"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "the bare servers are missing: {names:?}");
+    for name in &names {
+        passes_a_verified_load(name)?;
+    }
+    Ok(())
 }
