@@ -1,5 +1,5 @@
-//! The read buffer of the task-per-connection backends (tokio, async-std,
-//! smol): one per thread rather than one per connection.
+//! The read buffer of the task-per-connection backends (those that run
+//! [`crate::runtime`]'s loop): one per thread rather than one per connection.
 //!
 //! Their shared connection loop ([`crate::runtime`]) reads with one
 //! non-blocking syscall made inside a single poll

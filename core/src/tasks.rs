@@ -2,8 +2,8 @@
 //! parked task wakers, and a [`TaskTracker`] that tells when every
 //! connection task has ended.
 //!
-//! They use only `std`, so a future from here runs on any executor
-//! (async-std's, smol's, tokio's) and core stays free of runtimes.
+//! They use only `std`, so a future from here runs on any executor and
+//! core stays free of runtimes.
 
 use std::collections::HashMap;
 use std::fmt;

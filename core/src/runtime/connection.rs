@@ -16,8 +16,8 @@ use crate::{CloseReason, Connection, ShutdownSignal, TaskToken};
 /// without waiting before it yields to the runtime. A client that keeps the
 /// socket busy both ways never makes the task wait; without this it would
 /// starve every other task on its thread, the accept loop included.
-/// Runtimes' own budgets do not cover it: tokio's is not spent by every
-/// socket call, async-io's executor has none.
+/// Runtimes' own budgets do not cover it: one runtime's cooperative budget
+/// is not spent by every socket call, and some executors have none.
 const TURN_BUDGET: u32 = 32;
 
 /// Serves `conn` on `stream` until the peer is done, the connection fails or

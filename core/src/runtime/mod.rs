@@ -1,5 +1,5 @@
 //! The one connection loop and accept loop of the task-per-connection
-//! engines (tokio, async-std, smol), written once against [`Runtime`], the
+//! engines, written once against [`Runtime`], the
 //! small adapter each of those backends supplies, in the shape of quinn's
 //! `runtime` module.
 //!
