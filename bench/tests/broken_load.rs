@@ -9,6 +9,8 @@
 //! broken one bends that in one way. The cases are one table,
 //! [`CASES`], and one test per (case, mode) is generated from it.
 
+mod common;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output};
@@ -196,21 +198,13 @@ fn size_of(args: &str) -> usize {
 
 /// Runs `echo-bench ARGS` (split at spaces), bounded: a hung run is killed.
 fn echo_bench(args: &str) -> io::Result<Output> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echo-bench"))
+    let child = Command::new(env!("CARGO_BIN_EXE_echo-bench"))
         .env("RUST_LOG", "error")
         .args(args.split(' '))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait()?.is_none() {
-        if Instant::now() >= deadline {
-            child.kill()?;
-            break;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output()
+    common::finish(child)
 }
 
 /// What one test server does.

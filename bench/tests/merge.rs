@@ -2,11 +2,12 @@
 //! server with `--stats-json`, two `load --addr --json` at the same time,
 //! their merge, then the server's own cost once it has exited.
 
+mod common;
+
+use common::finish;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use echo_bench::load::histogram;
 use hdrhistogram::Histogram;
@@ -20,19 +21,6 @@ fn spawn(args: &[&str]) -> io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-}
-
-/// Waits for `child`, killing it after a minute: a hung run fails, never hangs.
-fn finish(mut child: Child) -> io::Result<Output> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait()?.is_none() {
-        if Instant::now() >= deadline {
-            child.kill()?;
-            break;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output()
 }
 
 /// Runs `echo-bench ARGS` to the end.

@@ -3,7 +3,7 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// An `echo-bench serve` child process, killed if the test ends early.
@@ -92,6 +92,20 @@ impl Drop for ServerChild {
 }
 
 // Descriptor counts and /proc/PID/status figures: `echo_bench::procfs`.
+
+/// Waits for `child` and collects its output, killing it after a minute: a
+/// hung run fails its test instead of hanging it.
+pub fn finish(mut child: Child) -> io::Result<Output> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if Instant::now() >= deadline {
+            child.kill()?;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output()
+}
 
 /// Polls `condition` every few milliseconds until it holds or `timeout`
 /// passes; returns the error `what` on timeout.
