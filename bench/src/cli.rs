@@ -331,6 +331,32 @@ pub struct LoadArgs {
     pub server: ServerArgs,
 }
 
+impl LoadArgs {
+    /// The load these options describe.
+    pub fn job(&self) -> crate::load::command::Job {
+        let spec = self.server.spec();
+        let addr = self.addr.unwrap_or(([127, 0, 0, 1], 0).into());
+        crate::load::command::Job {
+            addr: self.addr,
+            config: crate::load::LoadConfig {
+                duration: self.duration,
+                warmup: self.warmup,
+                pipeline: self.pipeline,
+                rate: self.rate,
+                client_threads: self.client_threads,
+                spin: self.spin,
+                progress: !self.json,
+                ..crate::load::LoadConfig::new(addr, spec.mode, self.connections, self.size)
+            },
+            spec,
+            grace: self.grace,
+            churn: self.churn,
+            pin: self.pin,
+            json: self.json,
+        }
+    }
+}
+
 /// Options of `soak`.
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
@@ -370,6 +396,30 @@ pub struct SoakArgs {
     /// The server to start, as a child process.
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+impl SoakArgs {
+    /// The soak these options describe.
+    pub fn soak(&self) -> crate::soak::Soak {
+        let spec = self.server.spec();
+        crate::soak::Soak {
+            config: crate::load::LoadConfig {
+                duration: self.duration,
+                warmup: self.warmup,
+                pipeline: self.pipeline,
+                rate: self.rate,
+                sample_every: Some(self.every),
+                ..crate::load::LoadConfig::new(
+                    ([127, 0, 0, 1], 0).into(),
+                    spec.mode,
+                    self.connections,
+                    self.size,
+                )
+            },
+            spec,
+            grace: self.grace,
+        }
+    }
 }
 
 /// Options of `merge`.

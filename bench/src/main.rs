@@ -13,8 +13,8 @@ fn main() -> ExitCode {
         None => serve::run(&cli.serve.to_serve()).map(|()| true),
         Some(Command::Serve(args)) => serve::run(&args.to_serve()).map(|()| true),
         Some(Command::Check(args)) => check::run(args.addr, &args.server.spec(), args.case.as_deref()),
-        Some(Command::Load(args)) => load::command::run(args),
-        Some(Command::Soak(args)) => soak::run(args),
+        Some(Command::Load(args)) => load::command::run(&args.job()),
+        Some(Command::Soak(args)) => soak::run(&args.soak()),
         Some(Command::Merge(args)) => merge::run(&args.reports, args.server_stats.as_deref(), args.json),
         Some(Command::Compare(args)) => args
             .settings(load::pinning(args.pin, args.spin))

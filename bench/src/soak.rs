@@ -7,23 +7,28 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::child::ServerProcess;
-use crate::cli::SoakArgs;
 use crate::load::{self, Checks, LoadConfig, LoadError, Observed};
 use crate::procfs;
+use crate::spec::ServerSpec;
+
+/// One `echo-bench soak` as the command line asks for it.
+#[derive(Clone, Debug)]
+pub struct Soak {
+    /// The server to start, as a child process.
+    pub spec: ServerSpec,
+    /// The load; its `addr` is filled in once the server listens. Its
+    /// `sample_every` is how often a status line is printed.
+    pub config: LoadConfig,
+    /// The grace after the soak.
+    pub grace: Duration,
+}
 
 /// Runs a soak; returns whether it was clean: no mismatch, no connection
 /// error, and every server descriptor given back once the clients left.
-pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
-    let spec = args.server.spec();
-    let checks = Checks { grace: args.grace, read_size: spec.read_size, max_line: spec.max_line };
-    let config = |addr| LoadConfig {
-        duration: args.duration,
-        warmup: args.warmup,
-        pipeline: args.pipeline,
-        rate: args.rate,
-        sample_every: Some(args.every),
-        ..LoadConfig::new(addr, spec.mode, args.connections, args.size)
-    };
+pub fn run(soak: &Soak) -> anyhow::Result<bool> {
+    let spec = &soak.spec;
+    let checks = Checks { grace: soak.grace, read_size: spec.read_size, max_line: spec.max_line };
+    let config = |addr| LoadConfig { addr, ..soak.config.clone() };
     // Checked before the server is started: a bad option costs nothing.
     load::validate(&config(([127, 0, 0, 1], 0).into()), &checks)?;
     let exe = std::env::current_exe().context("cannot find the echo-bench executable")?;
@@ -32,10 +37,10 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
     println!(
         "soak: backend {} ({} connections, {} B messages, pipeline {}) for {}",
         spec.label(),
-        args.connections,
-        args.size,
-        args.pipeline,
-        humantime::format_duration(args.duration)
+        soak.config.connections,
+        soak.config.size,
+        soak.config.pipeline,
+        humantime::format_duration(soak.config.duration)
     );
     let outcome = load::run_checked(&config(server.addr()), &checks, Some(&server as &dyn Observed));
 
@@ -57,7 +62,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<bool> {
         Err(LoadError::Other(err)) => return Err(err),
     };
     print!("{report}{grace}");
-    let warm = args.warmup.as_secs_f64();
+    let warm = soak.config.warmup.as_secs_f64();
     let first = report.samples.iter().find(|s| s.elapsed_s >= warm).or(report.samples.first());
     let last = report.samples.last();
     if let (Some(first), Some(last)) = (first, last) {

@@ -7,7 +7,29 @@ use anyhow::Context;
 
 use super::{Checks, LoadConfig, LoadError, Observed};
 use crate::child::ServerProcess;
-use crate::cli::LoadArgs;
+use crate::spec::ServerSpec;
+
+/// One `echo-bench load` as the command line asks for it, in domain terms.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The server to load: one listening there, or, with `None`, `spec`
+    /// started as a child process (whose CPU time and memory are reported).
+    pub addr: Option<std::net::SocketAddr>,
+    /// The server to start without `addr`, and the mode, read size and
+    /// line length its replies are checked against either way.
+    pub spec: ServerSpec,
+    /// The run; its `addr` is filled in once the server is known, and
+    /// `client_cpu` when `pin` can be honoured.
+    pub config: LoadConfig,
+    /// The grace after the window.
+    pub grace: Duration,
+    /// Close each connection after this many round trips and open another.
+    pub churn: Option<u64>,
+    /// Server on CPU 1, client on CPU 0.
+    pub pin: bool,
+    /// One JSON object instead of the text report.
+    pub json: bool,
+}
 
 /// Runs `echo-bench load`; returns whether the run was valid (every reply
 /// byte verified, every connection held to the end).
@@ -15,13 +37,14 @@ use crate::cli::LoadArgs;
 /// A failed run prints one `echo-bench: load FAILED` line on stderr saying
 /// why, then where, and nothing on stdout: no figure of a void run is ever
 /// presented, not even with `--json`.
-pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
-    let pin = super::pinning(args.pin, args.spin);
-    let spec = args.server.spec();
-    let checks = Checks { grace: args.grace, read_size: spec.read_size, max_line: spec.max_line };
+pub fn run(job: &Job) -> anyhow::Result<bool> {
+    let pin = super::pinning(job.pin, job.config.spin);
+    let spec = &job.spec;
+    let checks = Checks { grace: job.grace, read_size: spec.read_size, max_line: spec.max_line };
+    let config = |addr| LoadConfig { addr, client_cpu: pin.then_some(0), ..job.config.clone() };
     // Checked before a server is started: a bad option costs nothing.
-    super::validate(&config(args, args.addr.unwrap_or(([127, 0, 0, 1], 0).into()), pin), &checks)?;
-    let server = match args.addr {
+    super::validate(&config(job.addr.unwrap_or(([127, 0, 0, 1], 0).into())), &checks)?;
+    let server = match job.addr {
         Some(_) => None,
         None => {
             let mut serve_args = spec.serve_args();
@@ -32,14 +55,13 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
             Some(ServerProcess::start(&exe, &serve_args)?)
         }
     };
-    let addr = match (&args.addr, &server) {
+    let addr = match (&job.addr, &server) {
         (Some(addr), _) => *addr,
         (None, Some(server)) => server.addr(),
         (None, None) => unreachable!("a server is started when no address is given"),
     };
-    let config = config(args, addr, pin);
     let outcome =
-        super::run_measured(&config, &checks, args.churn, server.as_ref().map(|s| s as &dyn Observed));
+        super::run_measured(&config(addr), &checks, job.churn, server.as_ref().map(|s| s as &dyn Observed));
     if let Some(server) = server {
         let status = server.stop(Duration::from_secs(10))?;
         if !status.success() {
@@ -48,7 +70,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     }
     match outcome {
         Ok(measured) => {
-            if args.json {
+            if job.json {
                 println!("{}", measured.to_json()?);
             } else {
                 print!("{measured}");
@@ -63,20 +85,5 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
             Ok(false)
         }
         Err(LoadError::Other(err)) => Err(err),
-    }
-}
-
-/// The run `args` ask for, against `addr`.
-fn config(args: &LoadArgs, addr: std::net::SocketAddr, pin: bool) -> LoadConfig {
-    LoadConfig {
-        duration: args.duration,
-        warmup: args.warmup,
-        pipeline: args.pipeline,
-        rate: args.rate,
-        client_threads: args.client_threads,
-        client_cpu: pin.then_some(0),
-        spin: args.spin,
-        progress: !args.json,
-        ..LoadConfig::new(addr, args.server.mode.into(), args.connections, args.size)
     }
 }
