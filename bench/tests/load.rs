@@ -8,7 +8,12 @@ use std::process::{Command, Output};
 use std::thread;
 use std::time::Duration;
 
-fn echo_bench(args: &[&str]) -> io::Result<Output> {
+fn echo_bench(args: &str) -> io::Result<Output> {
+    echo_bench_argv(&args.split(' ').collect::<Vec<_>>())
+}
+
+/// Runs `echo-bench` with these arguments to the end.
+fn echo_bench_argv(args: &[&str]) -> io::Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_echo-bench")).env("RUST_LOG", "error").args(args).output()
 }
 
@@ -25,9 +30,7 @@ fn json(output: &Output) -> serde_json::Value {
 /// Runs `echo-bench ARGS --json` (ARGS split at spaces), which must
 /// succeed; its report.
 fn json_report(args: &str) -> io::Result<serde_json::Value> {
-    let mut args: Vec<&str> = args.split(' ').collect();
-    args.push("--json");
-    let out = echo_bench(&args)?;
+    let out = echo_bench(&format!("{args} --json"))?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Ok(json(&out))
 }
@@ -105,19 +108,7 @@ fn a_churned_run_reports_connections_per_second_and_connect_latency() -> io::Res
     assert!(churn["server_cpu_us_per_connection"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["server"]["cpu_us_per_round_trip"].as_f64().unwrap() > 0.0, "{report}");
     // And the text says so.
-    let out = echo_bench(&[
-        "load",
-        "--backend",
-        "mio",
-        "--churn",
-        "3",
-        "--connections",
-        "2",
-        "--duration",
-        "300ms",
-        "--warmup",
-        "0s",
-    ])?;
+    let out = echo_bench("load --backend mio --churn 3 --connections 2 --duration 300ms --warmup 0s")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("3 round trips per connection") && stdout.contains("connect (µs)"), "{stdout}");
@@ -184,19 +175,8 @@ fn corrupting_server() -> io::Result<std::net::SocketAddr> {
 #[test]
 fn one_corrupt_byte_fails_the_run() -> io::Result<()> {
     let addr = corrupting_server()?.to_string();
-    let out = echo_bench(&[
-        "load",
-        "--addr",
-        &addr,
-        "--mode",
-        "raw",
-        "--connections",
-        "2",
-        "--duration",
-        "2s",
-        "--warmup",
-        "0s",
-    ])?;
+    let out =
+        echo_bench(&format!("load --addr {addr} --mode raw --connections 2 --duration 2s --warmup 0s"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a corrupt reply must fail the run");
@@ -242,7 +222,8 @@ fn messages_still_unanswered_after_the_grace_fail_the_run() -> io::Result<()> {
     })?
     .to_string();
     let args = "--mode raw --connections 1 --rate 1000 --duration 1s --warmup 0s --grace 300ms";
-    let out = echo_bench(&[&["load", "--addr", &addr][..], &args.split(' ').collect::<Vec<_>>()].concat())?;
+    let out =
+        echo_bench_argv(&[&["load", "--addr", &addr][..], &args.split(' ').collect::<Vec<_>>()].concat())?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     // How many were owed, and how many came in the grace: none here.
@@ -274,19 +255,9 @@ fn a_reply_that_comes_in_the_grace_counts_its_true_latency_but_not_as_a_round_tr
 #[test]
 fn a_server_that_never_answers_fails_the_run() -> io::Result<()> {
     let addr = echo_server(|_, _| thread::sleep(Duration::from_secs(5)))?.to_string();
-    let out = echo_bench(&[
-        "load",
-        "--addr",
-        &addr,
-        "--connections",
-        "2",
-        "--duration",
-        "300ms",
-        "--warmup",
-        "0s",
-        "--grace",
-        "300ms",
-    ])?;
+    let out = echo_bench(&format!(
+        "load --addr {addr} --connections 2 --duration 300ms --warmup 0s --grace 300ms"
+    ))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("FAILED") && stderr.contains("2 messages still unanswered on 2"), "{stderr}");
@@ -296,10 +267,10 @@ fn a_server_that_never_answers_fails_the_run() -> io::Result<()> {
 
 #[test]
 fn options_no_schedule_or_core_can_honour_are_refused() -> io::Result<()> {
-    let impossible_rate = echo_bench(&["load", "--addr", "127.0.0.1:1", "--rate", "1e10"])?;
+    let impossible_rate = echo_bench("load --addr 127.0.0.1:1 --rate 1e10")?;
     let stderr = String::from_utf8_lossy(&impossible_rate.stderr);
     assert!(!impossible_rate.status.success() && stderr.contains("no schedule can keep"), "{stderr}");
-    let crowded = echo_bench(&["load", "--backend", "mio", "--pin", "--spin", "--client-threads", "2"])?;
+    let crowded = echo_bench("load --backend mio --pin --spin --client-threads 2")?;
     let stderr = String::from_utf8_lossy(&crowded.stderr);
     assert!(
         !crowded.status.success() && stderr.contains("--spin with --pin needs --client-threads 1"),
@@ -320,12 +291,12 @@ fn options_are_refused_before_a_server_is_started() -> io::Result<()> {
     ] {
         let mut argv = vec!["load", "--backend", "mio", "--duration", "100ms"];
         argv.extend(args.split(' '));
-        let out = echo_bench(&argv)?;
+        let out = echo_bench_argv(&argv)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(why), "{args}: {stderr}");
         assert!(!stderr.contains("listening"), "{args}: a server was started: {stderr}");
     }
-    let soak = echo_bench(&["soak", "--backend", "mio", "--pipeline", "70000", "--duration", "100ms"])?;
+    let soak = echo_bench("soak --backend mio --pipeline 70000 --duration 100ms")?;
     let stderr = String::from_utf8_lossy(&soak.stderr);
     assert!(!soak.status.success() && stderr.contains("--pipeline 70000 must be below"), "{stderr}");
     assert!(soak.stdout.is_empty(), "the soak started: {}", String::from_utf8_lossy(&soak.stdout));
@@ -376,19 +347,7 @@ fn a_busy_polling_client_waits_without_sleeping_and_counts_only_its_work() -> io
 
 #[test]
 fn a_short_soak_is_clean_and_leaks_nothing() -> io::Result<()> {
-    let out = echo_bench(&[
-        "soak",
-        "--backend",
-        "mio",
-        "--connections",
-        "16",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--every",
-        "300ms",
-    ])?;
+    let out = echo_bench("soak --backend mio --connections 16 --duration 1s --warmup 200ms --every 300ms")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
