@@ -109,7 +109,6 @@ pub fn finish(mut child: Child) -> io::Result<Output> {
 
 /// Polls `condition` every few milliseconds until it holds or `timeout`
 /// passes; returns the error `what` on timeout.
-#[track_caller]
 pub fn wait_until(
     timeout: Duration,
     what: &str,
