@@ -72,12 +72,11 @@ impl Connection {
     /// when the server already has `config.max_connections` open. The caller
     /// closes the socket of a refused connection at once.
     pub fn admit(peer: SocketAddr, config: &ServerConfig, stats: &Arc<Stats>) -> Option<Self> {
-        if stats.active() >= config.max_connections as u64 {
+        if !stats.try_open(config.max_connections as u64) {
             stats.record_refused();
             tracing::debug!(%peer, limit = config.max_connections, "refused: connection limit");
             return None;
         }
-        stats.record_open();
         tracing::debug!(%peer, "connection opened");
         let read_limit = match config.mode {
             Mode::Got => config.read_size.max(1),
@@ -254,6 +253,52 @@ mod tests {
         assert_eq!(stats.snapshot().refused, 1);
         drop(a);
         assert!(Connection::admit(peer(), &config(Mode::Raw), &stats).is_some());
+    }
+
+    #[test]
+    fn racing_admissions_never_pass_the_limit() {
+        use std::sync::Barrier;
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        const ROUNDS: u64 = 20_000;
+        let config = config(Mode::Raw); // a limit of 2
+        let stats = Arc::new(Stats::default());
+        // One place left: in each round two threads race for it.
+        let _first = Connection::admit(peer(), &config, &stats).unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let arrived = Arc::new(AtomicU64::new(0));
+        let most = Arc::new(AtomicU64::new(0));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (stats, barrier, arrived, most, config) = (
+                    Arc::clone(&stats),
+                    Arc::clone(&barrier),
+                    Arc::clone(&arrived),
+                    Arc::clone(&most),
+                    config.clone(),
+                );
+                std::thread::spawn(move || {
+                    for round in 1..=ROUNDS {
+                        barrier.wait();
+                        // A spinning start line: both leave it within a
+                        // few hundred nanoseconds, as a barrier's sleepers
+                        // would not.
+                        arrived.fetch_add(1, SeqCst);
+                        while arrived.load(SeqCst) < 2 * round {
+                            std::hint::spin_loop();
+                        }
+                        let conn = Connection::admit(peer(), &config, &stats);
+                        most.fetch_max(stats.active(), SeqCst);
+                        // Both admissions are in before either is dropped.
+                        barrier.wait();
+                        drop(conn);
+                    }
+                })
+            })
+            .collect();
+        racers.into_iter().for_each(|r| r.join().unwrap());
+        let s = stats.snapshot();
+        assert!(most.load(SeqCst) <= 2, "{} connections open under a limit of 2", most.load(SeqCst));
+        assert_eq!((s.accepted, s.refused), (ROUNDS + 1, ROUNDS));
     }
 
     #[test]
