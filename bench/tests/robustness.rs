@@ -149,6 +149,40 @@ fn a_panicking_thread_ends_the_server() -> io::Result<()> {
     Ok(())
 }
 
+/// The hook of `serve` ([`echo_bench::serve::exit_on_panic`]) ends the
+/// process from a tokio worker thread too, where tokio catches a task's
+/// panic and would carry on. This test runs its own binary again, running
+/// only [`tokio_task_panic_child`] with `ECHO_BENCH_PANIC_CHILD` set: that
+/// installs the hook and panics in a task on a multi-thread runtime.
+#[test]
+fn the_panic_hook_ends_the_process_from_a_tokio_task() -> io::Result<()> {
+    let status = Command::new(std::env::current_exe()?)
+        .args(["--exact", "tokio_task_panic_child", "--nocapture", "--test-threads", "1"])
+        .env("ECHO_BENCH_PANIC_CHILD", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    assert_eq!(status.code(), Some(echo_bench::serve::PANIC_EXIT), "exit status {status}");
+    Ok(())
+}
+
+/// The child of the test above; does nothing when run as a test itself.
+#[test]
+fn tokio_task_panic_child() -> io::Result<()> {
+    if std::env::var_os("ECHO_BENCH_PANIC_CHILD").is_none() {
+        return Ok(());
+    }
+    echo_bench::serve::exit_on_panic();
+    let runtime = ::tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
+    let task = runtime.spawn(async { panic!("a connection task panicked") });
+    // Without the hook tokio hands the panic back as a JoinError and the
+    // process goes on: it exits 3 then (not 101, which is also what a
+    // failed test exits with).
+    let outcome = runtime.block_on(task);
+    eprintln!("the process outlived a task's panic: {outcome:?}");
+    std::process::exit(3);
+}
+
 // ------------------------------------------------------------------ drain
 
 /// SIGTERM with `--drain 5s`: a client that had all its replies gets a FIN
