@@ -29,7 +29,7 @@ pub const MAX_BUFFER: u32 = 64 << 20;
 pub fn duration(text: &str) -> Result<Duration, String> {
     let parsed = humantime::parse_duration(text).map_err(|err| err.to_string())?;
     if parsed > MAX_DURATION {
-        return Err(format!("at most {}", humantime::format_duration(MAX_DURATION)));
+        return Err(format!("at most {}s (about 136 years)", MAX_DURATION.as_secs()));
     }
     Ok(parsed)
 }
