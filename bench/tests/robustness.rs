@@ -228,6 +228,44 @@ fn drain_delivers_then_closes(backend: &[String]) -> io::Result<()> {
     Ok(())
 }
 
+/// SIGTERM with `--drain 5s` while a client that wrote megabytes without
+/// reading still has input the server never read; the client then reads.
+/// It should get a prefix of its own stream (every reply to what the
+/// server read), then a FIN, and the server should exit, well before the
+/// deadline.
+///
+/// Ignored: no backend passes yet. Closing a socket with unread input makes
+/// the kernel send a reset, which throws away the replies still in its send
+/// queue: mio, tokio and select end in a reset (in a probe, mio and tokio
+/// delivered about 1.2 MB of the 3.5 MB the threads backend delivered).
+/// backend-threads avoids it by reading until the client's FIN,
+/// so the client gets everything at once but the server holds the
+/// connection, and the process, until the deadline. Closing "as soon as the
+/// replies are delivered" needs to know when they are: the send queue's
+/// length (`SIOCOUTQ`) or `TCP_INFO`, an `ioctl`/`getsockopt` that core
+/// and backend-threads, which forbid `unsafe`, cannot make today.
+fn drain_with_unread_input(backend: &[String]) -> io::Result<()> {
+    let mut server = start(backend, &["--mode", "raw", "--drain", "5s"])?;
+    let clients = [connect_small_buffers(server.addr)?];
+    let sent = common::write_until_stalled(&clients, 11, 64 << 20)?[0];
+    let [mut client] = clients;
+    let signalled = Instant::now();
+    server.signal("TERM")?;
+    let got = read_up_to(&mut client, sent)?;
+    let closed_after = signalled.elapsed();
+    let status = server.wait_timeout(TIMEOUT)?;
+    let exited_after = signalled.elapsed();
+    eprintln!(
+        "{backend:?}: sent {sent}, got {} then FIN after {closed_after:?}, exit after {exited_after:?}",
+        got.len()
+    );
+    assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(11, i)), "the replies differ from the input");
+    assert!(closed_after < Duration::from_secs(2), "the FIN came after {closed_after:?}");
+    assert!(exited_after < Duration::from_secs(2), "the server exited after {exited_after:?}");
+    assert!(status.success());
+    Ok(())
+}
+
 // ---------------------------------------------------------- newline flood
 
 /// 32 clients each send 2 MiB of bare newlines in `line` mode without
@@ -422,6 +460,11 @@ macro_rules! robustness_suite {
             #[test]
             fn drain_delivers_then_closes() -> std::io::Result<()> {
                 super::drain_delivers_then_closes(&args())
+            }
+            #[test]
+            #[ignore = "no backend closes as soon as its replies are delivered when input is left unread: see the function"]
+            fn drain_with_unread_input() -> std::io::Result<()> {
+                super::drain_with_unread_input(&args())
             }
             #[test]
             fn newline_flood_bounded() -> std::io::Result<()> {
