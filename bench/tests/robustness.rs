@@ -289,9 +289,10 @@ fn newline_flood_bounded(backend: &[String]) -> io::Result<()> {
         clients.push(connect_small_buffers(server.addr)?);
     }
     let sent = write_newlines_until_stalled(&clients, LEN)?;
-    let stalled = sent.clone();
+    // No check that every client was stopped short of 2 MiB: the kernel's
+    // receive buffer on the server's side, autotuned, can take that much
+    // by itself. The memory bound below is what matters.
     let flooded = sent.iter().sum::<usize>() >> 20;
-    assert!(stalled.iter().all(|&s| s < LEN), "some client was never stopped: {stalled:?}");
 
     let readers: Vec<_> = clients
         .into_iter()
