@@ -38,8 +38,9 @@ pub(crate) struct Conn {
     /// The socket may have room to write; false after a `WouldBlock` until
     /// the poller says otherwise.
     writable: bool,
-    /// When input last arrived, for the idle timeout.
-    pub(crate) last_input: Instant,
+    /// When input last arrived or replies were last written, for the idle
+    /// timeout.
+    pub(crate) last_progress: Instant,
 }
 
 /// What one [`Conn::drive`] turn left behind.
@@ -63,7 +64,7 @@ impl Conn {
             peer_closed: false,
             // A fresh socket has an empty send buffer.
             writable: true,
-            last_input: Instant::now(),
+            last_progress: Instant::now(),
         }
     }
 
@@ -96,19 +97,22 @@ impl Conn {
     ///
     /// Input is read into `buf`, the event loop's one buffer, and handed to
     /// the [`Connection`] at once, so nothing stays in `buf` between calls.
-    /// `now`, when the loop keeps a clock for the idle timeout, stamps input.
+    /// `now`, when the loop keeps a clock for the idle timeout, stamps input
+    /// and written replies.
     pub(crate) fn drive(&mut self, buf: &mut Vec<u8>, now: Option<Instant>) -> Turn {
-        let limit = self.state.read_limit();
-        if buf.len() < limit {
-            buf.resize(limit, 0);
+        let len = self.state.read_buffer_len();
+        if buf.len() < len {
+            buf.resize(len, 0);
         }
-        let buf = &mut buf[..limit];
         let mut budget = READ_BUDGET;
         loop {
             // Read everything there is (or until paused by the watermark)
             // before writing, so one write carries many replies.
             while self.readable && self.state.wants_read() && budget > 0 {
-                match self.socket.read(buf) {
+                // Asked again for every read: how much fits under the
+                // watermark changes as replies pile up.
+                let limit = self.state.read_limit();
+                match self.socket.read(&mut buf[..limit]) {
                     Ok(0) => {
                         self.readable = false;
                         self.state.received(&[]);
@@ -117,7 +121,7 @@ impl Conn {
                         self.state.received(&buf[..n]);
                         budget = budget.saturating_sub(n);
                         if let Some(now) = now {
-                            self.last_input = now;
+                            self.last_progress = now;
                         }
                         // A short read means the kernel's receive buffer was
                         // empty when the read returned, so the next read
@@ -129,7 +133,7 @@ impl Conn {
                         // behind these bytes, its edge was reported together
                         // with them (`peer_closed`), no new one will come,
                         // and we must read on until the read returns 0.
-                        if n < buf.len() && !self.peer_closed {
+                        if n < limit && !self.peer_closed {
                             self.readable = false;
                         }
                     }
@@ -147,7 +151,13 @@ impl Conn {
                         self.state.abort(CloseReason::Error(io::ErrorKind::WriteZero));
                         return Turn::Idle;
                     }
-                    Ok(n) => self.state.wrote(n),
+                    Ok(n) => {
+                        self.state.wrote(n);
+                        // The peer reads what it asked for: not idle.
+                        if let Some(now) = now {
+                            self.last_progress = now;
+                        }
+                    }
                     Err(err) if would_block(&err) => self.writable = false,
                     Err(err) if interrupted(&err) => {}
                     Err(err) => {
@@ -165,6 +175,12 @@ impl Conn {
                 return Turn::More;
             }
         }
+    }
+
+    /// At the idle deadline: whether pending replies could be written
+    /// after all (see [`Connection::write_if_idle`]).
+    pub(crate) fn write_if_idle(&mut self) -> io::Result<bool> {
+        self.state.write_if_idle(&self.socket)
     }
 
     /// Tells the poller what we wait for now: READABLE only while reading

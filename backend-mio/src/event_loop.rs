@@ -215,7 +215,7 @@ impl EventLoop {
         }
     }
 
-    /// Closes connections that sent nothing for the idle timeout. A scan of
+    /// Closes connections that moved nothing either way for the idle timeout. A scan of
     /// every connection, but only when the earliest deadline has come.
     fn close_idle(&mut self) {
         let (Some(idle), Some(now), Some(due)) = (self.config.idle_timeout, self.now, self.next_idle_check)
@@ -227,11 +227,26 @@ impl EventLoop {
         }
         // Connections that arrive later expire later than this.
         let mut next = now.checked_add(idle);
-        self.conns.retain(|_, conn| match conn.last_input.checked_add(idle) {
-            Some(deadline) if deadline <= now => {
-                conn.state.abort(CloseReason::Idle);
-                false
-            }
+        let ready = &mut self.ready;
+        self.conns.retain(|key, conn| match conn.last_progress.checked_add(idle) {
+            Some(deadline) if deadline <= now => match conn.write_if_idle() {
+                // Replies the peer made room for, without an event saying
+                // so. Driven again soon: that write may have resumed
+                // reading, which its interest must then say.
+                Ok(true) => {
+                    conn.last_progress = now;
+                    ready.push(key);
+                    true
+                }
+                Ok(false) => {
+                    conn.state.abort(CloseReason::Idle);
+                    false
+                }
+                Err(err) => {
+                    conn.state.abort(CloseReason::Error(err.kind()));
+                    false
+                }
+            },
             deadline => {
                 if let Some(deadline) = deadline {
                     next = Some(next.map_or(deadline, |next| next.min(deadline)));

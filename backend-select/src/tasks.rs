@@ -124,8 +124,9 @@ impl ServerState {
 async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Connection) {
     let fd = stream.as_raw_fd();
     let idle_timeout = server.config.idle_timeout;
-    let mut idle_deadline = idle_timeout.map(|d| Instant::now() + d);
-    let mut buf = vec![0; conn.read_limit()];
+    // Too long to add to the clock: never idle.
+    let mut idle_deadline = idle_timeout.and_then(|d| Instant::now().checked_add(d));
+    let mut buf = vec![0; conn.read_buffer_len()];
     let mut budget = TURN_BUDGET;
     loop {
         // Checked on every resumption: the scheduler resumes every parked
@@ -140,8 +141,18 @@ async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Conn
             return;
         }
         if idle_deadline.is_some_and(|d| Instant::now() >= d) {
-            conn.abort(CloseReason::Idle);
-            return;
+            // Replies the peer made room for, without a readiness saying so.
+            match conn.write_if_idle(stream.as_fd()) {
+                Ok(true) => idle_deadline = idle_timeout.and_then(|d| Instant::now().checked_add(d)),
+                Ok(false) => {
+                    conn.abort(CloseReason::Idle);
+                    return;
+                }
+                Err(err) => {
+                    conn.abort(CloseReason::Error(err.kind()));
+                    return;
+                }
+            }
         }
         if budget == 0 {
             budget = TURN_BUDGET;
@@ -149,10 +160,12 @@ async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Conn
             continue;
         }
         match step(stream.as_fd(), &mut conn, &mut buf) {
-            Ok(Step::Moved { received }) => {
+            Ok(Step::Moved { progress }) => {
                 budget -= 1;
-                if received {
-                    idle_deadline = idle_timeout.map(|d| Instant::now() + d);
+                // Input read or replies written: a client reading slowly
+                // what it asked for is not idle.
+                if progress {
+                    idle_deadline = idle_timeout.and_then(|d| Instant::now().checked_add(d));
                 }
             }
             Ok(Step::Blocked) => {
@@ -174,8 +187,9 @@ async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Conn
 
 /// What one [`step`] achieved.
 enum Step {
-    /// Some bytes moved; `received` says whether any came from the peer.
-    Moved { received: bool },
+    /// Some bytes moved, or end of input came; `progress` says whether
+    /// any bytes moved either way.
+    Moved { progress: bool },
     /// Everything the connection wants would block.
     Blocked,
 }
@@ -191,13 +205,13 @@ enum Step {
 /// never reaches here: `sys` retries it.
 fn step(sock: BorrowedFd<'_>, conn: &mut Connection, buf: &mut [u8]) -> io::Result<Step> {
     let mut moved = false;
-    let mut received = false;
+    let mut progress = false;
     if conn.wants_write() {
         match sys::send(sock, conn.pending()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 conn.wrote(n);
-                moved = true;
+                (moved, progress) = (true, true);
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) => return Err(err),
@@ -211,13 +225,13 @@ fn step(sock: BorrowedFd<'_>, conn: &mut Connection, buf: &mut [u8]) -> io::Resu
             Ok(n) => {
                 conn.received(&buf[..n]);
                 moved = true;
-                received = n > 0;
+                progress |= n > 0;
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(err) => return Err(err),
         }
     }
-    Ok(if moved { Step::Moved { received } } else { Step::Blocked })
+    Ok(if moved { Step::Moved { progress } } else { Step::Blocked })
 }
 
 /// The earlier of two optional deadlines.

@@ -36,7 +36,7 @@ pub(crate) fn run(
     signal: &ShutdownSignal,
 ) {
     configure(&socket.stream, &conn, idle);
-    let mut buf = vec![0; conn.read_limit()];
+    let mut buf = vec![0; conn.read_buffer_len()];
     serve(&socket, &mut conn, &mut buf, signal);
     // Send the FIN now rather than when the last handle is dropped: the
     // acceptor may hold one for a moment during shutdown. After a failure
@@ -108,7 +108,8 @@ fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &Shutdow
         conn.drain();
         return;
     }
-    let result = (&socket.stream).read(buf);
+    let limit = conn.read_limit().min(buf.len());
+    let result = (&socket.stream).read(&mut buf[..limit]);
     socket.gate.leave();
     match result {
         // Also what a read returns once shutdown has shut the socket for
@@ -142,9 +143,15 @@ fn write_pending(mut stream: &TcpStream, conn: &mut Connection, signal: &Shutdow
             // While draining, the write timeout only bounds each wait; the
             // deadline, checked above, decides when to give up.
             Err(err) if timed_out(&err) && signal.is_triggered() => {}
-            // Nothing read for the idle timeout, and the peer read nothing
-            // either: idle by the same measure as a quiet reader.
-            Err(err) if timed_out(&err) => conn.abort(CloseReason::Idle),
+            // The write waited the idle timeout for a wake-up that comes
+            // only once much of the send buffer is free; a peer reading
+            // slowly may have freed some all the same, which a write that
+            // does not wait finds. If not, the peer read nothing: idle.
+            Err(err) if timed_out(&err) => match conn.write_if_idle(stream) {
+                Ok(true) => {}
+                Ok(false) => conn.abort(CloseReason::Idle),
+                Err(err) => conn.abort(CloseReason::Error(err.kind())),
+            },
             // Shutdown cut the socket off at the deadline (see `shutdown.rs`).
             Err(_) if signal.is_expired() => conn.abort(CloseReason::Shutdown),
             Err(err) => conn.abort(CloseReason::Error(err.kind())),

@@ -41,15 +41,27 @@ pub(crate) struct Conn {
     /// Cancellation was asked for the operations in flight when the
     /// connection finished, so it is asked once, not on every completion.
     cancelled: bool,
-    /// When input last arrived, for the idle timeout.
-    pub(crate) last_input: Instant,
+    /// When input last arrived or replies were last sent, for the idle
+    /// timeout.
+    pub(crate) last_progress: Instant,
+    /// The socket's send queue at the last idle deadline, to tell whether
+    /// the peer took replies since.
+    send_queue: Option<u32>,
 }
 
 impl Conn {
     /// A connection in slab slot `key`, of generation `generation`.
     pub(crate) fn new(socket: TcpStream, state: Connection, key: u32, generation: u32) -> Conn {
-        let bufs = IoBuffers::new(key, generation, state.read_limit());
-        Conn { socket: Some(socket), state, bufs, dead: false, cancelled: false, last_input: Instant::now() }
+        let bufs = IoBuffers::new(key, generation, state.read_buffer_len());
+        Conn {
+            socket: Some(socket),
+            state,
+            bufs,
+            dead: false,
+            cancelled: false,
+            last_progress: Instant::now(),
+            send_queue: None,
+        }
     }
 
     /// Whether `generation` is this connection's, so a completion meant for
@@ -65,7 +77,7 @@ impl Conn {
             Ok(_) if self.dead => {}
             Ok(data) => {
                 if let (Some(now), false) = (now, data.is_empty()) {
-                    self.last_input = now;
+                    self.last_progress = now;
                 }
                 // An empty read is the end of input: the core answers any
                 // unterminated tail and the connection closes once flushed.
@@ -75,8 +87,9 @@ impl Conn {
         }
     }
 
-    /// A send completed.
-    pub(crate) fn on_send(&mut self, done: &Completion) {
+    /// A send completed. `now` is set when the idle timeout is on: a peer
+    /// reading its replies is not idle.
+    pub(crate) fn on_send(&mut self, done: &Completion, now: Option<Instant>) {
         let Some(result) = self.bufs.send_done(done) else { return };
         match result {
             Ok(_) if self.dead => {}
@@ -84,7 +97,12 @@ impl Conn {
             // The send buffer's unsent bytes are always the front of
             // `pending` while the connection is alive; a slip would trip
             // the core's assertion, as it should.
-            Ok(n) => self.state.wrote(n),
+            Ok(n) => {
+                self.state.wrote(n);
+                if let Some(now) = now {
+                    self.last_progress = now;
+                }
+            }
             Err(err) => self.on_error(err),
         }
     }
@@ -98,6 +116,22 @@ impl Conn {
             // That one connection failed: it closes, nothing else.
             _ => self.abort(CloseReason::Error(err.kind())),
         }
+    }
+
+    /// At the idle deadline: whether the peer took replies since the last
+    /// deadline. A send in flight completes only once the kernel reports
+    /// the socket writable, that is once much of its send buffer is free,
+    /// so a client reading slowly from a large buffer makes progress that
+    /// no completion shows; the kernel's send queue shrinking does.
+    pub(crate) fn peer_took_replies(&mut self) -> bool {
+        let Some(socket) = &self.socket else { return false };
+        if !self.state.wants_write() {
+            return false;
+        }
+        let queued = crate::ring::send_queue(socket.as_fd());
+        let moved = queued.is_some() && queued != self.send_queue;
+        self.send_queue = queued;
+        moved
     }
 
     /// Closes the connection for `reason` (a failure included), replies
@@ -139,7 +173,7 @@ impl Conn {
             ring.push_send(socket.as_fd(), &mut self.bufs);
         }
         if self.state.wants_read() {
-            ring.push_recv(socket.as_fd(), &mut self.bufs);
+            ring.push_recv(socket.as_fd(), &mut self.bufs, self.state.read_limit());
         }
         Next::Wait
     }

@@ -219,7 +219,7 @@ impl EventLoop {
         if token.op() == Some(Op::Recv) {
             conn.on_recv(done, now);
         } else {
-            conn.on_send(done);
+            conn.on_send(done, now);
         }
         self.drive(key);
     }
@@ -302,7 +302,8 @@ impl EventLoop {
         self.ring.in_flight() == 0
     }
 
-    /// Closes connections that sent nothing for the idle timeout, then arms
+    /// Closes connections that moved nothing either way for the idle
+    /// timeout, then arms
     /// the timer for the earliest of the others' deadlines.
     fn close_idle(&mut self) {
         let Some(idle) = self.config.idle_timeout else { return };
@@ -312,10 +313,11 @@ impl EventLoop {
         let now = Instant::now();
         let mut next = idle;
         let mut expired = Vec::new();
-        for (key, conn) in &self.conns {
-            let quiet = now.saturating_duration_since(conn.last_input);
+        for (key, conn) in &mut self.conns {
+            let quiet = now.saturating_duration_since(conn.last_progress);
             match idle.checked_sub(quiet) {
                 Some(left) if !left.is_zero() => next = next.min(left),
+                _ if conn.peer_took_replies() => conn.last_progress = now,
                 _ => expired.push(key),
             }
         }

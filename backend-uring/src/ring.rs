@@ -299,13 +299,13 @@ impl Ring {
         unsafe { self.push(entry) };
     }
 
-    /// Receives into `bufs`' read buffer. Does nothing if a receive is
-    /// already in flight on it.
-    pub(crate) fn push_recv(&mut self, fd: BorrowedFd<'_>, bufs: &mut IoBuffers) {
+    /// Receives at most `limit` bytes into `bufs`' read buffer. Does
+    /// nothing if a receive is already in flight on it.
+    pub(crate) fn push_recv(&mut self, fd: BorrowedFd<'_>, bufs: &mut IoBuffers, limit: usize) {
         if bufs.recv_busy {
             return;
         }
-        let len = u32::try_from(bufs.recv.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(bufs.recv.len().min(limit)).unwrap_or(u32::MAX);
         let entry = opcode::Recv::new(types::Fd(fd.as_raw_fd()), bufs.recv.as_mut_ptr(), len)
             .build()
             .user_data(bufs.token(Op::Recv).user_data());
@@ -556,4 +556,16 @@ impl Drop for IoBuffers {
             mem::forget(mem::take(&mut self.send));
         }
     }
+}
+
+/// Bytes of `socket`'s send queue the peer has not yet acknowledged
+/// (`SIOCOUTQ`), or `None` if the kernel does not say. It falls as the peer
+/// reads, even while no send completes: see `Conn::peer_took_replies`.
+pub(crate) fn send_queue(socket: BorrowedFd<'_>) -> Option<u32> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one `int` through the
+    // pointer, which points to `queued`, alive and writable for the call;
+    // a descriptor that is not a socket only makes the call fail.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then(|| u32::try_from(queued).unwrap_or(0))
 }

@@ -12,6 +12,38 @@ use crate::compare::CompareArgs;
 use crate::serve::Serve;
 use crate::spec::ServerSpec;
 
+/// The longest duration any option takes, about 136 years: past any real
+/// use, and far enough from `Instant`'s limits that adding it to the clock
+/// cannot overflow (which used to kill a server thread or panic on every
+/// connection).
+pub const MAX_DURATION: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// The shortest `--idle-timeout`: a zero one would close every connection
+/// at once and make some backends spin.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The largest `--read-size` and `--max-line`: each is a buffer a
+/// connection may allocate, so a typo must not be an allocation of gigabytes.
+pub const MAX_BUFFER: u32 = 64 << 20;
+
+/// Parses a duration such as `500ms` or `30s`, at most [`MAX_DURATION`].
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if parsed > MAX_DURATION {
+        return Err(format!("at most {}s (about 136 years)", MAX_DURATION.as_secs()));
+    }
+    Ok(parsed)
+}
+
+/// Parses `--idle-timeout`: a [`duration`] of at least [`MIN_IDLE_TIMEOUT`].
+pub fn idle_timeout(text: &str) -> Result<Duration, String> {
+    let parsed = duration(text)?;
+    if parsed < MIN_IDLE_TIMEOUT {
+        return Err(format!("at least {}", humantime::format_duration(MIN_IDLE_TIMEOUT)));
+    }
+    Ok(parsed)
+}
+
 /// The seed's address, loopback only: exposing the server on every interface
 /// takes an explicit `--addr 0.0.0.0:25000`.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:25000";
@@ -109,6 +141,12 @@ pub fn threads() -> RangedU64ValueParser<usize> {
     positive().range(1..=u64::from(u16::MAX))
 }
 
+/// The parser of a buffer size (`--read-size`, `--max-line`): [`positive`],
+/// at most [`MAX_BUFFER`].
+pub fn buffer_size() -> RangedU64ValueParser<usize> {
+    positive().range(1..=u64::from(MAX_BUFFER))
+}
+
 /// backend-select's readiness call.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum PollerArg {
@@ -140,11 +178,11 @@ pub struct ServerArgs {
     pub mode: ModeArg,
 
     /// Largest piece answered at once in `got` mode (the seed's recv(1000)).
-    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_READ_SIZE, value_parser = positive::<usize>())]
+    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_READ_SIZE, value_parser = buffer_size())]
     pub read_size: usize,
 
     /// Longest line answered whole in `line` mode.
-    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_MAX_LINE, value_parser = positive::<usize>())]
+    #[arg(long, default_value_t = echo_core::protocol::DEFAULT_MAX_LINE, value_parser = buffer_size())]
     pub max_line: usize,
 
     /// Threads the backend may use (see `echo-bench list` for each one's meaning).
@@ -161,7 +199,7 @@ pub struct ServerArgs {
     pub max_connections: Option<usize>,
 
     /// Close connections that sent nothing for this long (e.g. 30s) [default: never].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = idle_timeout)]
     pub idle_timeout: Option<Duration>,
 }
 
@@ -205,7 +243,7 @@ pub struct ServeArgs {
     pub addr: SocketAddr,
 
     /// On SIGINT/SIGTERM, how long connections may flush before being closed.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = duration)]
     pub drain: Duration,
 
     /// Pin the server to this CPU (as `load --pin` and `compare --pin` do).
@@ -278,11 +316,11 @@ pub struct LoadArgs {
     pub size: usize,
 
     /// Time measured, after the warm-up (e.g. 10s, 500ms).
-    #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(short, long, default_value = "10s", value_parser = duration)]
     pub duration: Duration,
 
     /// Time loaded but not measured, first.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = duration)]
     pub warmup: Duration,
 
     /// Messages in flight per connection.
@@ -311,7 +349,7 @@ pub struct LoadArgs {
 
     /// After the run, how long to wait for the replies still owed (sending
     /// nothing new); one still missing then fails the run.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = duration)]
     pub grace: Duration,
 
     /// Print one JSON object instead of the text report. It carries the
@@ -369,15 +407,15 @@ pub struct SoakArgs {
     pub size: usize,
 
     /// How long to soak (e.g. 10m).
-    #[arg(short, long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(short, long, default_value = "10m", value_parser = duration)]
     pub duration: Duration,
 
     /// Time loaded before the figures are measured.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = duration)]
     pub warmup: Duration,
 
     /// Print a status line this often.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration)]
     pub every: Duration,
 
     /// Messages in flight per connection.
@@ -390,7 +428,7 @@ pub struct SoakArgs {
 
     /// After the soak, how long to wait for the replies still owed; one
     /// still missing then fails the soak.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = duration)]
     pub grace: Duration,
 
     /// The server to start, as a child process.

@@ -12,6 +12,34 @@ use signal_hook::iterator::Signals;
 
 use crate::spec::ServerSpec;
 
+/// The exit status of a server one of whose threads panicked, as for a
+/// panic in `main`.
+pub const PANIC_EXIT: i32 = 101;
+
+/// Makes a panic in any thread end the whole process: the usual message,
+/// one line saying the server stops, and exit status [`PANIC_EXIT`].
+///
+/// Without it a panicking thread dies alone and leaves a half-dead server:
+/// select's scheduler thread gone with the listener still open, so
+/// connections queue and are never served; and a runtime that catches a
+/// task's panic (tokio does, and its `unhandled_panic` setting is unstable)
+/// goes on as if nothing happened. The hook runs in the panicking thread
+/// before any unwinding or catching, so it covers every thread and every
+/// runtime alike. A server's state after a panic cannot be trusted; a
+/// supervisor can restart a process that exits, not one that lingers.
+pub fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = thread::current();
+        eprintln!(
+            "echo-bench: thread '{}' panicked; the server stops (exit {PANIC_EXIT})",
+            thread.name().unwrap_or("<unnamed>")
+        );
+        std::process::exit(PANIC_EXIT);
+    }));
+}
+
 /// What `echo-bench serve` runs.
 #[derive(Clone, Debug)]
 pub struct Serve {
@@ -33,8 +61,10 @@ pub struct Serve {
 }
 
 /// Serves until SIGINT or SIGTERM, then drains for `args.drain` and
-/// returns. A second signal during the drain exits the process at once.
+/// returns. A second signal during the drain exits the process at once; a
+/// panic in any thread exits it too (see [`exit_on_panic`]).
 pub fn run(args: &Serve) -> anyhow::Result<()> {
+    exit_on_panic();
     // Register before serving, so a signal that comes early is not lost
     // (and does not kill the process before the server can drain).
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
@@ -80,6 +110,7 @@ pub fn run(args: &Serve) -> anyhow::Result<()> {
     )?;
     stdout.flush()?;
     drop(stdout);
+    debug_panic_trigger();
     if args.addr.ip().is_unspecified() {
         tracing::warn!(addr = %args.addr, "listening on every interface: reachable from the network");
     }
@@ -107,4 +138,19 @@ pub fn run(args: &Serve) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the server's figures to {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Debug builds only, for the test that a panicking thread ends the server:
+/// with `ECHO_BENCH_DEBUG_PANIC` set, a thread started beside the server's
+/// own panics once the server is listening (its address printed). Nothing a client sends can make
+/// a server thread panic (that is the point), so the test needs this door;
+/// release builds do not have it.
+fn debug_panic_trigger() {
+    if cfg!(debug_assertions) && std::env::var_os("ECHO_BENCH_DEBUG_PANIC").is_some() {
+        thread::Builder::new()
+            .name("debug-panic".into())
+            .spawn(|| panic!("ECHO_BENCH_DEBUG_PANIC is set"))
+            .map(drop)
+            .unwrap_or_default();
+    }
 }

@@ -98,7 +98,12 @@ impl ShutdownSignal {
     /// [`ShutdownSignal::triggered`]; threads blocked elsewhere still need
     /// the backend's [`WakeFn`].
     pub fn trigger(&self, drain: Duration) {
-        let _ = self.deadline.set(Instant::now() + drain);
+        let now = Instant::now();
+        // A drain too long to add to the clock (the CLI refuses one) waits
+        // as long as the clock allows instead of panicking.
+        let deadline =
+            now.checked_add(drain).or_else(|| now.checked_add(Duration::from_secs(u32::MAX.into())));
+        let _ = self.deadline.set(deadline.unwrap_or(now));
         // The flag is set before the wakers are taken: a `Triggered` that
         // registers after this sees the flag on its re-check instead.
         let wakers = crate::tasks::lock(&self.waiting).take();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::backend::ServerConfig;
-use crate::protocol::{Mode, Session};
+use crate::protocol::{Mode, PREFIX, Session};
 use crate::stats::Stats;
 
 /// The largest read a backend does at once outside `got` mode. In `got` mode
@@ -53,7 +53,8 @@ pub struct Connection {
     session: Session,
     peer: SocketAddr,
     stats: Arc<Stats>,
-    read_limit: usize,
+    /// The largest read ever asked for: the size of a backend's read buffer.
+    max_read: usize,
     high_watermark: usize,
     low_watermark: usize,
     /// Reading stopped because pending output crossed the high watermark; it
@@ -72,14 +73,13 @@ impl Connection {
     /// when the server already has `config.max_connections` open. The caller
     /// closes the socket of a refused connection at once.
     pub fn admit(peer: SocketAddr, config: &ServerConfig, stats: &Arc<Stats>) -> Option<Self> {
-        if stats.active() >= config.max_connections as u64 {
+        if !stats.try_open(config.max_connections as u64) {
             stats.record_refused();
             tracing::debug!(%peer, limit = config.max_connections, "refused: connection limit");
             return None;
         }
-        stats.record_open();
         tracing::debug!(%peer, "connection opened");
-        let read_limit = match config.mode {
+        let max_read = match config.mode {
             Mode::Got => config.read_size.max(1),
             Mode::Line | Mode::Raw => READ_BUFFER,
         };
@@ -87,7 +87,7 @@ impl Connection {
             session: Session::new(config.mode, config.read_size, config.max_line),
             peer,
             stats: Arc::clone(stats),
-            read_limit,
+            max_read,
             high_watermark: config.high_watermark,
             low_watermark: config.low_watermark.min(config.high_watermark),
             paused: false,
@@ -103,9 +103,33 @@ impl Connection {
         self.peer
     }
 
-    /// The most bytes to read at once.
+    /// The most bytes to read at once now: what the reply to them can take
+    /// without the pending output passing the high watermark, allowing for
+    /// the mode's worst case (in `line` mode every byte may be a `\n`,
+    /// answered with five), but always at least one byte and at most
+    /// [`Connection::read_buffer_len`].
+    ///
+    /// Checking the watermark only after a whole read would let one read of
+    /// 64 KiB of newlines queue 320 KiB; limiting the read keeps a
+    /// connection's output under twice the high watermark (the watermark,
+    /// plus one reply, plus at most one long line completed by the read),
+    /// whatever the client sends.
     pub fn read_limit(&self) -> usize {
-        self.read_limit
+        let room = self.high_watermark.saturating_sub(self.session.pending().len());
+        let fits = match self.session.mode() {
+            Mode::Raw => room,
+            // One read is one piece: the bytes and one prefix.
+            Mode::Got => room.saturating_sub(PREFIX.len()),
+            // Each byte may end a line: a prefix and the byte.
+            Mode::Line => room / (PREFIX.len() + 1),
+        };
+        fits.clamp(1, self.max_read)
+    }
+
+    /// The most [`Connection::read_limit`] ever says: the size to give a
+    /// read buffer that serves this connection.
+    pub fn read_buffer_len(&self) -> usize {
+        self.max_read
     }
 
     /// Whether the backend should read now: input is still open and pending
@@ -176,6 +200,41 @@ impl Connection {
         self.stats.record_out(n);
         if self.paused && self.session.pending().len() <= self.low_watermark {
             self.paused = false;
+        }
+    }
+
+    /// At the idle deadline, before closing for [`CloseReason::Idle`]: tries
+    /// once, without waiting, to write pending replies straight to `socket`.
+    /// Returns whether any bytes went out, which means the
+    /// peer is reading and the connection is not idle.
+    ///
+    /// Readiness alone cannot tell: the kernel reports a socket writable
+    /// only once a good part of its send buffer is free (half of what is
+    /// queued, on Linux), so a client reading 4 KiB at a time from a buffer
+    /// of megabytes frees room for a write long before any event says so,
+    /// and a timer counting only writes the loop was woken for would cut it
+    /// off. A write that does not block succeeds as soon as any room is free.
+    ///
+    /// Only for a backend that has no write of its own in flight on the
+    /// socket (io_uring's sends are, so it asks the kernel's queue instead).
+    /// A blocking write with a timeout is no better off than readiness: it
+    /// sleeps until the same wake-up.
+    pub fn write_if_idle(&mut self, socket: impl std::os::fd::AsFd) -> io::Result<bool> {
+        if !self.wants_write() {
+            return Ok(false);
+        }
+        // MSG_DONTWAIT: a blocking socket (backend-threads) must not wait
+        // here either.
+        match socket2::SockRef::from(&socket).send_with_flags(self.session.pending(), libc::MSG_DONTWAIT) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                self.wrote(n);
+                Ok(true)
+            }
+            Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                Ok(false)
+            }
+            Err(err) => Err(err),
         }
     }
 
@@ -254,6 +313,52 @@ mod tests {
         assert_eq!(stats.snapshot().refused, 1);
         drop(a);
         assert!(Connection::admit(peer(), &config(Mode::Raw), &stats).is_some());
+    }
+
+    #[test]
+    fn racing_admissions_never_pass_the_limit() {
+        use std::sync::Barrier;
+        use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+        const ROUNDS: u64 = 20_000;
+        let config = config(Mode::Raw); // a limit of 2
+        let stats = Arc::new(Stats::default());
+        // One place left: in each round two threads race for it.
+        let _first = Connection::admit(peer(), &config, &stats).unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let arrived = Arc::new(AtomicU64::new(0));
+        let most = Arc::new(AtomicU64::new(0));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (stats, barrier, arrived, most, config) = (
+                    Arc::clone(&stats),
+                    Arc::clone(&barrier),
+                    Arc::clone(&arrived),
+                    Arc::clone(&most),
+                    config.clone(),
+                );
+                std::thread::spawn(move || {
+                    for round in 1..=ROUNDS {
+                        barrier.wait();
+                        // A spinning start line: both leave it within a
+                        // few hundred nanoseconds, as a barrier's sleepers
+                        // would not.
+                        arrived.fetch_add(1, SeqCst);
+                        while arrived.load(SeqCst) < 2 * round {
+                            std::hint::spin_loop();
+                        }
+                        let conn = Connection::admit(peer(), &config, &stats);
+                        most.fetch_max(stats.active(), SeqCst);
+                        // Both admissions are in before either is dropped.
+                        barrier.wait();
+                        drop(conn);
+                    }
+                })
+            })
+            .collect();
+        racers.into_iter().for_each(|r| r.join().unwrap());
+        let s = stats.snapshot();
+        assert!(most.load(SeqCst) <= 2, "{} connections open under a limit of 2", most.load(SeqCst));
+        assert_eq!((s.accepted, s.refused), (ROUNDS + 1, ROUNDS));
     }
 
     #[test]

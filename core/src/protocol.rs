@@ -8,6 +8,10 @@ use std::str::FromStr;
 /// The prefix the seed puts before every reply: `b'GOT:' + data`.
 pub const PREFIX: &[u8] = b"GOT:";
 
+/// The output buffer capacity a session keeps once every reply is sent;
+/// more than twice this is given back.
+const KEPT_CAPACITY: usize = 64 * 1024;
+
 /// The seed's `recv(1000)`: the largest piece answered at once in `got` mode.
 pub const DEFAULT_READ_SIZE: usize = 1000;
 
@@ -185,6 +189,12 @@ impl Session {
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;
+            // A burst (a flood of short lines, a client that read nothing
+            // for a while) may have grown the buffer far past what steady
+            // traffic needs; give that memory back once it is all sent.
+            if self.out.capacity() > 2 * KEPT_CAPACITY {
+                self.out.shrink_to(KEPT_CAPACITY);
+            }
         } else if self.sent >= 64 * 1024 && self.sent * 2 >= self.out.len() {
             // Most of the buffer is already sent: move the rest to the front
             // so a peer that reads slowly does not make the buffer grow.

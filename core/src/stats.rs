@@ -67,9 +67,17 @@ impl Stats {
         self.refused.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn record_open(&self) {
-        self.accepted.fetch_add(1, Relaxed);
-        self.active.fetch_add(1, Relaxed);
+    /// Counts a connection open if fewer than `limit` are, in one atomic
+    /// step: threads admitting at the same moment (uring's rings, say) can
+    /// never together pass the limit, as a read followed by an increment
+    /// could. Returns whether the connection was admitted.
+    pub(crate) fn try_open(&self, limit: u64) -> bool {
+        let admitted =
+            self.active.fetch_update(Relaxed, Relaxed, |active| (active < limit).then_some(active + 1));
+        if admitted.is_ok() {
+            self.accepted.fetch_add(1, Relaxed);
+        }
+        admitted.is_ok()
     }
 
     pub(crate) fn record_close(&self, failed: bool) {

@@ -122,11 +122,11 @@ pub struct CompareArgs {
     pub pipeline: Vec<usize>,
 
     /// Time measured per run, after the warm-up.
-    #[arg(short, long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(short, long, default_value = "2s", value_parser = crate::cli::duration)]
     pub duration: Duration,
 
     /// Time loaded but not measured at the start of each run.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::cli::duration)]
     pub warmup: Duration,
 
     /// Runs per cell; the table shows their median and min–max.

@@ -72,9 +72,9 @@ pub(super) async fn serve<R: Runtime>(
 
 /// What one poll of the connection came to.
 enum Event {
-    /// Bytes moved (or a call was interrupted); `input` says whether any
-    /// came from the peer (end of input included).
-    Moved { input: bool },
+    /// Bytes moved (or a call was interrupted); `progress` says whether
+    /// any did: input (end of input included) or written replies.
+    Moved { progress: bool },
     /// The socket failed: this connection closes.
     Failed(io::Error),
     /// Nothing arrived for the idle timeout.
@@ -82,12 +82,13 @@ enum Event {
 }
 
 /// Reads and writes until `conn` is finished, or, with `idle` set, until
-/// nothing arrived for that long.
+/// nothing was read or written for that long.
 async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: Option<Duration>) {
     // Each read moves the idle deadline, which costs a clock read; the timer
     // itself is re-armed only when it fires before the deadline, so there
     // is one timer per idle period rather than one per read.
-    let mut idle_at = idle.map(|idle| Instant::now() + idle);
+    // An idle timeout too long to add to the clock never fires.
+    let mut idle_at = idle.and_then(|idle| Instant::now().checked_add(idle));
     let mut timer = pin!(idle_at.map(R::sleep_until));
     let mut budget = TURN_BUDGET;
     // Set after a short read: see `poll_step`.
@@ -96,7 +97,7 @@ async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: O
         let mut waited = false;
         let event = poll_fn(|cx| {
             if let Poll::Ready(step) = poll_step::<R>(stream, conn, &mut await_input, cx) {
-                return Poll::Ready(step.map_or_else(Event::Failed, |input| Event::Moved { input }));
+                return Poll::Ready(step.map_or_else(Event::Failed, |progress| Event::Moved { progress }));
             }
             waited = true;
             // Only looked at when the socket has nothing to do: while bytes
@@ -105,9 +106,18 @@ async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: O
                 if sleep.poll(cx).is_pending() {
                     break;
                 }
-                let at = idle_at.unwrap_or_else(Instant::now);
-                if Instant::now() >= at {
-                    return Poll::Ready(Event::Idle);
+                let Some(mut at) = idle_at else { break };
+                let now = Instant::now();
+                if now >= at {
+                    // Replies the peer made room for, without telling us.
+                    match conn.write_if_idle(&*stream) {
+                        Ok(false) => return Poll::Ready(Event::Idle),
+                        Err(err) => return Poll::Ready(Event::Failed(err)),
+                        Ok(true) => {
+                            let Some(next) = idle.and_then(|idle| now.checked_add(idle)) else { break };
+                            (idle_at, at) = (Some(next), next);
+                        }
+                    }
                 }
                 timer.set(Some(R::sleep_until(at)));
             }
@@ -115,9 +125,12 @@ async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: O
         })
         .await;
         match event {
-            Event::Moved { input } => {
-                if let (true, Some(idle)) = (input, idle) {
-                    idle_at = Some(Instant::now() + idle);
+            Event::Moved { progress } => {
+                // Input read or replies written: either way the peer is
+                // there, so a client that reads slowly what it asked for
+                // is not idle (like nginx's `send_timeout`).
+                if let (true, Some(idle)) = (progress, idle) {
+                    idle_at = Instant::now().checked_add(idle);
                 }
                 budget = if waited { TURN_BUDGET } else { budget - 1 };
                 if budget == 0 {
@@ -132,7 +145,8 @@ async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: O
 }
 
 /// Reads, then writes, as far as the connection wants and the socket allows
-/// now. Returns `Ready` with whether input arrived once anything moved, so
+/// now. Returns `Ready` with whether bytes moved either way (not merely an
+/// interrupted call) once anything moved, so
 /// the caller looks at the connection again; `Pending` once every wanted
 /// direction would block, with the task's waker registered for each.
 ///
@@ -153,7 +167,7 @@ fn poll_step<R: Runtime>(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<bool>> {
     let mut moved = false;
-    let mut input = false;
+    let mut progress = false;
     if conn.wants_read() && *await_input {
         match R::poll_readable(stream, cx) {
             Poll::Ready(Ok(())) => *await_input = false,
@@ -171,7 +185,7 @@ fn poll_step<R: Runtime>(
         });
         match read {
             Poll::Ready(Ok(n)) => {
-                (moved, input) = (true, true);
+                (moved, progress) = (true, true);
                 *await_input = n > 0 && n < limit;
             }
             Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => moved = true,
@@ -184,14 +198,14 @@ fn poll_step<R: Runtime>(
             Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
             Poll::Ready(Ok(n)) => {
                 conn.wrote(n);
-                moved = true;
+                (moved, progress) = (true, true);
             }
             Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => moved = true,
             Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
             Poll::Pending => {}
         }
     }
-    if moved { Poll::Ready(Ok(input)) } else { Poll::Pending }
+    if moved { Poll::Ready(Ok(progress)) } else { Poll::Pending }
 }
 
 #[cfg(test)]

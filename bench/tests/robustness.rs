@@ -1,0 +1,486 @@
+//! Robustness beyond the fault suite (issue 13): options that would break
+//! a server are refused at parse time, a panicking thread ends the server,
+//! the drain delivers what it owes and then closes at once, a flood of
+//! newlines costs bounded memory, and a client that reads slowly is not
+//! idle. Each case runs against an `echo-bench serve` child, for every
+//! backend and thread count (`cargo test --test robustness mio::` runs one
+//! backend).
+
+#[macro_use]
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use backend_select::Poller;
+use common::{ServerChild, pattern, wait_until};
+use echo_bench::backends::BackendName;
+use echo_bench::procfs::status_kib;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    Ok(stream)
+}
+
+/// A client with small kernel buffers (set before connecting, so its window
+/// is small too): what piles up is then the server's own buffering.
+fn connect_small_buffers(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_recv_buffer_size(8 * 1024)?;
+    socket.set_send_buffer_size(8 * 1024)?;
+    socket.connect_timeout(&addr.into(), TIMEOUT)?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    Ok(stream)
+}
+
+/// The `serve` options naming one backend variant.
+fn backend_args(backend: BackendName, poller: Poller, threads: usize) -> Vec<String> {
+    ["--backend", backend.as_str(), "--poller", poller.as_str(), "--threads", &threads.to_string()]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn start(backend: &[String], more: &[&str]) -> io::Result<ServerChild> {
+    let args: Vec<&str> = backend.iter().map(String::as_str).chain(more.iter().copied()).collect();
+    ServerChild::start(&args)
+}
+
+/// Reads until `want` bytes came or the peer closed; returns what came.
+fn read_up_to(client: &mut TcpStream, want: usize) -> io::Result<Vec<u8>> {
+    let mut got = Vec::with_capacity(want);
+    let mut buf = vec![0; 64 * 1024];
+    while got.len() < want {
+        let n = client.read(&mut buf[..(want - got.len()).min(64 * 1024)])?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(got)
+}
+
+/// The bytes of server `pid`'s receive queue on its connection to `client`
+/// (from /proc/net/tcp): zero once the server has read all that came.
+fn server_rx_queue(server: SocketAddr, client: &TcpStream) -> io::Result<Option<u64>> {
+    let local = format!("0100007F:{:04X}", server.port());
+    let remote = format!("0100007F:{:04X}", client.local_addr()?.port());
+    let table = std::fs::read_to_string("/proc/net/tcp")?;
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 4 && fields[1] == local && fields[2] == remote {
+            let rx = fields[4].split(':').nth(1).unwrap_or("0");
+            return Ok(u64::from_str_radix(rx, 16).ok());
+        }
+    }
+    Ok(None)
+}
+
+// ---------------------------------------------------------------- options
+
+/// Runs `echo-bench ARGS` and expects it to exit non-zero at once (a server
+/// that accepted the option would serve until killed) with a one-line
+/// error naming `option`.
+#[track_caller]
+fn refused(args: &[&str], option: &str) -> io::Result<()> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_echo-bench"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} was accepted: the server ran");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child.stderr.take().expect("piped").read_to_string(&mut err)?;
+    assert!(!status.success(), "{args:?}: exit {status}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.contains(option), "{args:?}: the first line names {option}: {err}");
+    Ok(())
+}
+
+#[test]
+fn options_that_would_break_a_server_are_refused() -> io::Result<()> {
+    let serve = |more: &[&'static str]| [&["serve", "--addr", "127.0.0.1:0"], more].concat();
+    refused(&serve(&["--idle-timeout", "0s"]), "--idle-timeout")?;
+    refused(&serve(&["--idle-timeout", "300000000000years"]), "--idle-timeout")?;
+    refused(&serve(&["--drain", "300000000000years"]), "--drain")?;
+    refused(&serve(&["--read-size", "4000000000"]), "--read-size")?;
+    refused(&serve(&["--max-line", "4000000000"]), "--max-line")?;
+    refused(&["load", "--duration", "300000000000years", "--addr", "127.0.0.1:9"], "--duration")?;
+    Ok(())
+}
+
+/// A panic in any thread of `serve` ends the process with status 101 and a
+/// message, instead of leaving a server that lives on half dead. Nothing a
+/// client does can make a server thread panic, so the panic comes through
+/// a debug-only door (`ECHO_BENCH_DEBUG_PANIC`, see `serve.rs`): a thread
+/// that is not the main one panics once the server is listening.
+#[test]
+fn a_panicking_thread_ends_the_server() -> io::Result<()> {
+    let mut server = ServerChild::from_command(
+        Command::new(env!("CARGO_BIN_EXE_echo-bench"))
+            .args(["serve", "--backend", "tokio", "--addr", "127.0.0.1:0"])
+            .env("ECHO_BENCH_DEBUG_PANIC", "1")
+            .stderr(Stdio::null()),
+    )?;
+    let status = server.wait_timeout(Duration::from_secs(10))?;
+    assert_eq!(status.code(), Some(101), "exit status {status}");
+    Ok(())
+}
+
+/// The hook of `serve` ([`echo_bench::serve::exit_on_panic`]) ends the
+/// process from a tokio worker thread too, where tokio catches a task's
+/// panic and would carry on. This test runs its own binary again, running
+/// only [`tokio_task_panic_child`] with `ECHO_BENCH_PANIC_CHILD` set: that
+/// installs the hook and panics in a task on a multi-thread runtime.
+#[test]
+fn the_panic_hook_ends_the_process_from_a_tokio_task() -> io::Result<()> {
+    let status = Command::new(std::env::current_exe()?)
+        .args(["--exact", "tokio_task_panic_child", "--nocapture", "--test-threads", "1"])
+        .env("ECHO_BENCH_PANIC_CHILD", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    assert_eq!(status.code(), Some(echo_bench::serve::PANIC_EXIT), "exit status {status}");
+    Ok(())
+}
+
+/// The child of the test above; does nothing when run as a test itself.
+#[test]
+fn tokio_task_panic_child() -> io::Result<()> {
+    if std::env::var_os("ECHO_BENCH_PANIC_CHILD").is_none() {
+        return Ok(());
+    }
+    echo_bench::serve::exit_on_panic();
+    let runtime = ::tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
+    let task = runtime.spawn(async { panic!("a connection task panicked") });
+    // Without the hook tokio hands the panic back as a JoinError and the
+    // process goes on: it exits 3 then (not 101, which is also what a
+    // failed test exits with).
+    let outcome = runtime.block_on(task);
+    eprintln!("the process outlived a task's panic: {outcome:?}");
+    std::process::exit(3);
+}
+
+// ------------------------------------------------------------------ drain
+
+/// SIGTERM with `--drain 5s`: a client that had all its replies gets a FIN
+/// at once; a client whose input the server had read but whose replies it
+/// had not yet delivered gets every one of them, then a FIN. Both well
+/// before the deadline. A backend that waited for the clients to close, or
+/// threw away the replies owed, fails.
+fn drain_delivers_then_closes(backend: &[String]) -> io::Result<()> {
+    const OWED: usize = 48 * 1024;
+    let mut server = start(backend, &["--mode", "raw", "--drain", "5s"])?;
+    let addr = server.addr;
+    let mut answered = connect(addr)?;
+    answered.write_all(b"answer me")?;
+    let mut reply = [0u8; 9];
+    answered.read_exact(&mut reply)?;
+
+    // Sends OWED bytes and reads nothing: the replies wait in the server
+    // and in the kernel's buffers, for the client has no room for them.
+    let mut owed = connect_small_buffers(addr)?;
+    let data: Vec<u8> = (0..OWED).map(|i| pattern(5, i)).collect();
+    owed.write_all(&data)?;
+    wait_until(TIMEOUT, "the server to read every byte sent", || {
+        Ok(server_rx_queue(addr, &owed)? == Some(0))
+    })?;
+
+    let signalled = Instant::now();
+    server.signal("TERM")?;
+    let mut probe = [0u8; 16];
+    let n = answered.read(&mut probe)?;
+    let answered_after = signalled.elapsed();
+    assert_eq!(n, 0, "a FIN for the client that had all its replies");
+    let got = read_up_to(&mut owed, OWED + 1)?;
+    let owed_after = signalled.elapsed();
+    eprintln!(
+        "{backend:?}: FIN after {answered_after:?}; {} owed bytes then FIN after {owed_after:?}",
+        got.len()
+    );
+    assert_eq!(got.len(), OWED, "every owed reply, then a FIN");
+    assert!(got == data, "the owed replies differ from the input");
+    assert!(answered_after < Duration::from_secs(2), "the answered client waited {answered_after:?}");
+    assert!(owed_after < Duration::from_secs(2), "the owed client waited {owed_after:?}");
+    assert!(server.wait_timeout(TIMEOUT)?.success());
+    Ok(())
+}
+
+/// SIGTERM with `--drain 5s` while a client that wrote megabytes without
+/// reading still has input the server never read; the client then reads.
+/// It should get a prefix of its own stream (every reply to what the
+/// server read), then a FIN, and the server should exit, well before the
+/// deadline.
+///
+/// Ignored: no backend passes yet. Closing a socket with unread input makes
+/// the kernel send a reset, which throws away the replies still in its send
+/// queue: mio, tokio and select end in a reset (in a probe, mio and tokio
+/// delivered about 1.2 MB of the 3.5 MB the threads backend delivered).
+/// backend-threads avoids it by reading until the client's FIN,
+/// so the client gets everything at once but the server holds the
+/// connection, and the process, until the deadline. Closing "as soon as the
+/// replies are delivered" needs to know when they are: the send queue's
+/// length (`SIOCOUTQ`) or `TCP_INFO`, an `ioctl`/`getsockopt` that core
+/// and backend-threads, which forbid `unsafe`, cannot make today.
+fn drain_with_unread_input(backend: &[String]) -> io::Result<()> {
+    let mut server = start(backend, &["--mode", "raw", "--drain", "5s"])?;
+    let clients = [connect_small_buffers(server.addr)?];
+    let sent = common::write_until_stalled(&clients, 11, 64 << 20)?[0];
+    let [mut client] = clients;
+    let signalled = Instant::now();
+    server.signal("TERM")?;
+    let got = read_up_to(&mut client, sent)?;
+    let closed_after = signalled.elapsed();
+    let status = server.wait_timeout(TIMEOUT)?;
+    let exited_after = signalled.elapsed();
+    eprintln!(
+        "{backend:?}: sent {sent}, got {} then FIN after {closed_after:?}, exit after {exited_after:?}",
+        got.len()
+    );
+    assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(11, i)), "the replies differ from the input");
+    assert!(closed_after < Duration::from_secs(2), "the FIN came after {closed_after:?}");
+    assert!(exited_after < Duration::from_secs(2), "the server exited after {exited_after:?}");
+    assert!(status.success());
+    Ok(())
+}
+
+// ---------------------------------------------------------- newline flood
+
+/// 32 clients each send 2 MiB of bare newlines in `line` mode without
+/// reading: each newline is answered with 5 bytes. The server's memory
+/// grows by at most about twice the high watermark plus a read buffer per
+/// client (the peak, read from VmHWM); each client reads back every reply.
+fn newline_flood_bounded(backend: &[String]) -> io::Result<()> {
+    const CLIENTS: usize = 32;
+    const LEN: usize = 2 << 20;
+    let server = start(backend, &["--mode", "line"])?;
+    let pid = server.pid();
+    {
+        let mut warm = connect(server.addr)?;
+        warm.write_all(b"warm up\n")?;
+        let mut reply = [0u8; 12];
+        warm.read_exact(&mut reply)?;
+    }
+    let rss_before = status_kib(pid, "VmRSS")?;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(connect_small_buffers(server.addr)?);
+    }
+    let sent = write_newlines_until_stalled(&clients, LEN)?;
+    // No check that every client was stopped short of 2 MiB: the kernel's
+    // receive buffer on the server's side, autotuned, can take that much
+    // by itself. The memory bound below is what matters.
+    let flooded = sent.iter().sum::<usize>() >> 20;
+
+    let readers: Vec<_> = clients
+        .into_iter()
+        .zip(sent)
+        .map(|(client, sent)| thread::spawn(move || finish_flood(client, sent)))
+        .collect();
+    for reader in readers {
+        reader.join().map_err(|_| io::Error::other("a flood client panicked"))??;
+    }
+    // The peak, flood and read-back together: a slow server may still have
+    // been working through the flood when the clients stalled.
+    let peak = status_kib(pid, "VmHWM")?;
+    let per_client = peak.saturating_sub(rss_before) / CLIENTS as u64;
+    eprintln!(
+        "{backend:?}: {CLIENTS} clients flooded {flooded} MiB of newlines; server peak RSS grew {per_client} KiB per client"
+    );
+    // The bound: 2 x the 64 KiB high watermark + a 64 KiB read buffer =
+    // 192 KiB, and uring's 64 KiB send copy: 256 KiB. (Measured on a
+    // 2-core machine: 59 to 182 KiB. Checking the watermark only after a
+    // whole read, which queued up to five times the read, measured 320 to
+    // 448 KiB.)
+    assert!(per_client < 256, "server peak RSS grew {per_client} KiB per client");
+    Ok(())
+}
+
+/// Writes newlines on every client without blocking until none has made
+/// progress for 300 ms or each sent `limit`; returns what each sent.
+fn write_newlines_until_stalled(clients: &[TcpStream], limit: usize) -> io::Result<Vec<usize>> {
+    let newlines = vec![b'\n'; 64 * 1024];
+    let mut sent = vec![0; clients.len()];
+    let mut last_progress = Instant::now();
+    for client in clients {
+        client.set_nonblocking(true)?;
+    }
+    while last_progress.elapsed() < Duration::from_millis(300) {
+        let mut progressed = false;
+        for (i, mut client) in clients.iter().enumerate() {
+            let n = newlines.len().min(limit - sent[i]);
+            if n == 0 {
+                continue;
+            }
+            match client.write(&newlines[..n]) {
+                Ok(n) => {
+                    sent[i] += n;
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if progressed {
+            last_progress = Instant::now();
+        } else {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    for client in clients {
+        client.set_nonblocking(false)?;
+    }
+    Ok(sent)
+}
+
+/// Closes the client's side and checks the replies to what it sent:
+/// `GOT:\n` per newline, then EOF. (Sending the rest of the 2 MiB first
+/// would only make the test 10 MiB a client longer: the memory figure was
+/// taken once the server stopped reading.)
+fn finish_flood(client: TcpStream, sent: usize) -> io::Result<()> {
+    client.shutdown(std::net::Shutdown::Write)?;
+    let mut client = client;
+    let want = 5 * sent;
+    let got = read_up_to(&mut client, want + 1)?;
+    assert_eq!(got.len(), want, "every reply, then EOF");
+    assert!(got.chunks(5).all(|c| c == b"GOT:\n"), "a reply differs");
+    Ok(())
+}
+
+// ------------------------------------------------------------------- idle
+
+/// `--idle-timeout 500ms`: a client that keeps sending and reads 4 KiB
+/// every 170 ms makes progress both ways and keeps its connection for more
+/// than three timeouts, getting every byte. (A client that does nothing is
+/// still closed in time: `idle_client_closed_in_time`.)
+fn slow_reader_is_not_idle(backend: &[String]) -> io::Result<()> {
+    const SLOW_FOR: Duration = Duration::from_millis(1800);
+    let server = start(backend, &["--mode", "raw", "--idle-timeout", "500ms"])?;
+    let slow = connect_small_buffers(server.addr)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (mut slow, stop) = (slow.try_clone()?, Arc::clone(&stop));
+        thread::spawn(move || -> io::Result<usize> {
+            let mut sent = 0;
+            let mut chunk = vec![0u8; 4096];
+            while !stop.load(Relaxed) {
+                for (j, b) in chunk.iter_mut().enumerate() {
+                    *b = pattern(9, sent + j);
+                }
+                slow.write_all(&chunk)?;
+                sent += chunk.len();
+            }
+            slow.shutdown(std::net::Shutdown::Write)?;
+            Ok(sent)
+        })
+    };
+    let mut slow = slow;
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    while started.elapsed() < SLOW_FOR {
+        thread::sleep(Duration::from_millis(170));
+        let n = read_exactly(&mut slow, &mut buf[..4096], got)?;
+        got += n;
+    }
+    // Then read the rest at full speed until the server's FIN.
+    stop.store(true, Relaxed);
+    loop {
+        let n = slow.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = (0..n).find(|&i| buf[i] != pattern(9, got + i)) {
+            return Err(io::Error::other(format!("wrong byte at {}", got + i)));
+        }
+        got += n;
+    }
+    let sent = writer.join().map_err(|_| io::Error::other("writer panicked"))??;
+    eprintln!("{backend:?}: the slow reader got {got} of {sent} bytes over {:?}", started.elapsed());
+    assert_eq!(got, sent, "every byte, then EOF");
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes (the slow client's 4 KiB), checking
+/// them against the pattern from `offset`; an EOF or reset here means the
+/// server cut the slow client off.
+fn read_exactly(client: &mut TcpStream, buf: &mut [u8], offset: usize) -> io::Result<usize> {
+    client
+        .read_exact(buf)
+        .map_err(|err| io::Error::new(err.kind(), format!("cut off after {offset} bytes: {err}")))?;
+    if let Some(i) = (0..buf.len()).find(|&i| buf[i] != pattern(9, offset + i)) {
+        return Err(io::Error::other(format!("wrong byte at {}", offset + i)));
+    }
+    Ok(buf.len())
+}
+
+/// A connection that does nothing is closed within the idle timeout and a
+/// second, and not before the timeout.
+fn idle_client_closed_in_time(backend: &[String]) -> io::Result<()> {
+    let server = start(backend, &["--mode", "raw", "--idle-timeout", "500ms"])?;
+    let mut quiet = connect(server.addr)?;
+    let opened = Instant::now();
+    let n = quiet.read(&mut [0u8; 1])?;
+    let after = opened.elapsed();
+    eprintln!("{backend:?}: the idle client was closed after {after:?}");
+    assert_eq!(n, 0, "the idle client is closed");
+    assert!(after >= Duration::from_millis(450), "closed too early: {after:?}");
+    assert!(after < Duration::from_millis(1500), "closed too late: {after:?}");
+    Ok(())
+}
+
+macro_rules! robustness_suite {
+    ($variant:ident, $backend:expr, $poller:expr, $threads:expr) => {
+        mod $variant {
+            fn args() -> Vec<String> {
+                super::backend_args($backend, $poller, $threads)
+            }
+            #[test]
+            fn drain_delivers_then_closes() -> std::io::Result<()> {
+                super::drain_delivers_then_closes(&args())
+            }
+            #[test]
+            #[ignore = "no backend closes as soon as its replies are delivered when input is left unread: see the function"]
+            fn drain_with_unread_input() -> std::io::Result<()> {
+                super::drain_with_unread_input(&args())
+            }
+            #[test]
+            fn newline_flood_bounded() -> std::io::Result<()> {
+                super::newline_flood_bounded(&args())
+            }
+            #[test]
+            fn slow_reader_is_not_idle() -> std::io::Result<()> {
+                super::slow_reader_is_not_idle(&args())
+            }
+            #[test]
+            fn idle_client_closed_in_time() -> std::io::Result<()> {
+                super::idle_client_closed_in_time(&args())
+            }
+        }
+    };
+}
+
+echo_bench::every_backend!(one_thread robustness_suite);
