@@ -42,7 +42,6 @@ fn connect_small_buffers(addr: SocketAddr) -> io::Result<TcpStream> {
 }
 
 /// One round trip in raw mode on a fresh connection.
-#[track_caller]
 fn round_trip(addr: SocketAddr, message: &[u8]) -> io::Result<()> {
     let mut client = connect(addr)?;
     client.write_all(message)?;
