@@ -1,7 +1,7 @@
 //! The task that serves one connection on a [`Runtime`]: it moves bytes
 //! between the socket and a [`Connection`], which decides everything else.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
@@ -31,27 +31,18 @@ pub(super) async fn serve<R: Runtime>(
     shutdown: Arc<ShutdownSignal>,
     _token: TaskToken,
 ) {
-    // Shutdown is polled first, so it wins even while the socket is busy.
-    // Dropping `pump` when it loses is safe: bytes move only inside a
-    // `Ready` poll, and their outcome is in `conn` before the next await.
-    let stopping = race(
-        async {
-            shutdown.triggered().await;
-            true
-        },
-        async {
-            pump::<R>(&mut stream, &mut conn, idle).await;
-            false
-        },
-    )
-    .await;
+    // Shutdown is polled first on every turn, so it wins even while the
+    // socket is busy. Leaving `pump` when it does is safe: bytes move only
+    // inside a `Ready` poll, and their outcome is in `conn` before the next
+    // await.
+    let stopping = pump::<R>(&mut stream, &mut conn, idle, Some(&shutdown)).await;
     if stopping && !conn.is_finished() {
         // Answer what was already read, but only until the drain deadline.
         conn.drain();
         let deadline = shutdown.deadline().unwrap_or_else(Instant::now);
         let flushed = race(
             async {
-                pump::<R>(&mut stream, &mut conn, None).await;
+                pump::<R>(&mut stream, &mut conn, None, None).await;
                 true
             },
             async {
@@ -79,11 +70,26 @@ enum Event {
     Failed(io::Error),
     /// Nothing arrived for the idle timeout.
     Idle,
+    /// The server began to shut down.
+    Stop,
 }
 
 /// Reads and writes until `conn` is finished, or, with `idle` set, until
-/// nothing arrived for that long.
-async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: Option<Duration>) {
+/// nothing arrived for that long, or, with `shutdown` set, until it is
+/// triggered; returns whether shutdown ended it.
+///
+/// Shutdown is checked here rather than raced against this future from
+/// outside, and in two parts: its flag, one load, first in every turn; its
+/// waker, a registration, only when the turn is about to wait. The task
+/// polls once or twice per round trip, and each layer of futures or waker
+/// bookkeeping on that path costs the whole server.
+async fn pump<R: Runtime>(
+    stream: &mut R::Stream,
+    conn: &mut Connection,
+    idle: Option<Duration>,
+    shutdown: Option<&ShutdownSignal>,
+) -> bool {
+    let mut stop = pin!(shutdown.map(ShutdownSignal::triggered));
     // Each read moves the idle deadline, which costs a clock read; the timer
     // itself is re-armed only when it fires before the deadline, so there
     // is one timer per idle period rather than one per read.
@@ -95,10 +101,17 @@ async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: O
     while !conn.is_finished() {
         let mut waited = false;
         let event = poll_fn(|cx| {
+            if shutdown.is_some_and(ShutdownSignal::is_triggered) {
+                return Poll::Ready(Event::Stop);
+            }
             if let Poll::Ready(step) = poll_step::<R>(stream, conn, &mut await_input, cx) {
                 return Poll::Ready(step.map_or_else(Event::Failed, |input| Event::Moved { input }));
             }
             waited = true;
+            // About to wait: a trigger must wake the task as well.
+            if stop.as_mut().as_pin_mut().is_some_and(|stop| stop.poll(cx).is_ready()) {
+                return Poll::Ready(Event::Stop);
+            }
             // Only looked at when the socket has nothing to do: while bytes
             // move, input keeps coming or the peer is reading its replies.
             while let Some(sleep) = timer.as_mut().as_pin_mut() {
@@ -127,8 +140,10 @@ async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: O
             }
             Event::Failed(err) => conn.abort(CloseReason::Error(err.kind())),
             Event::Idle => conn.abort(CloseReason::Idle),
+            Event::Stop => return true,
         }
     }
+    false
 }
 
 /// Reads, then writes, as far as the connection wants and the socket allows
