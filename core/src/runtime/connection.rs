@@ -61,11 +61,12 @@ pub(super) async fn serve<R: Runtime>(
     // Dropping `conn` counts and logs the close.
 }
 
-/// What one poll of the connection came to.
+/// Why [`pump`]'s turn of steps ended.
 enum Event {
-    /// Bytes moved (or a call was interrupted); `input` says whether any
-    /// came from the peer (end of input included).
-    Moved { input: bool },
+    /// The connection is finished.
+    Finished,
+    /// [`TURN_BUDGET`] steps in a row moved bytes: time to yield.
+    Spent,
     /// The socket failed: this connection closes.
     Failed(io::Error),
     /// Nothing arrived for the idle timeout.
@@ -78,11 +79,12 @@ enum Event {
 /// nothing arrived for that long, or, with `shutdown` set, until it is
 /// triggered; returns whether shutdown ended it.
 ///
-/// Shutdown is checked here rather than raced against this future from
-/// outside, and in two parts: its flag, one load, first in every turn; its
-/// waker, a registration, only when the turn is about to wait. The task
-/// polls once or twice per round trip, and each layer of futures or waker
-/// bookkeeping on that path costs the whole server.
+/// One poll runs steps until the socket would block, so a round trip (a
+/// read, its reply's write, the read that finds nothing) is one poll of
+/// one closure. Shutdown is checked in it in two parts: its flag, one load,
+/// before every step; its waker, a registration, only when the poll is
+/// about to wait. The task polls about once per round trip, and each layer
+/// of futures or waker bookkeeping on that path costs the whole server.
 async fn pump<R: Runtime>(
     stream: &mut R::Stream,
     conn: &mut Connection,
@@ -95,19 +97,35 @@ async fn pump<R: Runtime>(
     // is one timer per idle period rather than one per read.
     let mut idle_at = idle.map(|idle| Instant::now() + idle);
     let mut timer = pin!(idle_at.map(R::sleep_until));
+    // Steps left before yielding; a wait starts a new run.
     let mut budget = TURN_BUDGET;
     // Set after a short read: see `poll_step`.
     let mut await_input = false;
-    while !conn.is_finished() {
-        let mut waited = false;
+    loop {
         let event = poll_fn(|cx| {
-            if shutdown.is_some_and(ShutdownSignal::is_triggered) {
-                return Poll::Ready(Event::Stop);
+            loop {
+                if conn.is_finished() {
+                    return Poll::Ready(Event::Finished);
+                }
+                if shutdown.is_some_and(ShutdownSignal::is_triggered) {
+                    return Poll::Ready(Event::Stop);
+                }
+                match poll_step::<R>(stream, conn, &mut await_input, cx) {
+                    Poll::Ready(Ok(input)) => {
+                        if let (true, Some(idle)) = (input, idle) {
+                            idle_at = Some(Instant::now() + idle);
+                        }
+                        budget -= 1;
+                        if budget == 0 {
+                            budget = TURN_BUDGET;
+                            return Poll::Ready(Event::Spent);
+                        }
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Event::Failed(err)),
+                    Poll::Pending => break,
+                }
             }
-            if let Poll::Ready(step) = poll_step::<R>(stream, conn, &mut await_input, cx) {
-                return Poll::Ready(step.map_or_else(Event::Failed, |input| Event::Moved { input }));
-            }
-            waited = true;
+            budget = TURN_BUDGET;
             // About to wait: a trigger must wake the task as well.
             if stop.as_mut().as_pin_mut().is_some_and(|stop| stop.poll(cx).is_ready()) {
                 return Poll::Ready(Event::Stop);
@@ -128,22 +146,13 @@ async fn pump<R: Runtime>(
         })
         .await;
         match event {
-            Event::Moved { input } => {
-                if let (true, Some(idle)) = (input, idle) {
-                    idle_at = Some(Instant::now() + idle);
-                }
-                budget = if waited { TURN_BUDGET } else { budget - 1 };
-                if budget == 0 {
-                    budget = TURN_BUDGET;
-                    R::yield_now().await;
-                }
-            }
+            Event::Finished => return false,
+            Event::Spent => R::yield_now().await,
             Event::Failed(err) => conn.abort(CloseReason::Error(err.kind())),
             Event::Idle => conn.abort(CloseReason::Idle),
             Event::Stop => return true,
         }
     }
-    false
 }
 
 /// Reads, then writes, as far as the connection wants and the socket allows
