@@ -126,6 +126,14 @@ impl Session {
             Mode::Raw => self.out.extend_from_slice(input),
             // A read larger than `read_size` is answered as several reads
             // would have been, so a backend may read with a larger buffer.
+            // The usual case, one read of 1..=`read_size` bytes: one
+            // reservation for the reply rather than a check per piece.
+            // (Nothing read, nothing answered: that is the loop below.)
+            Mode::Got if !input.is_empty() && input.len() <= self.read_size => {
+                self.out.reserve(PREFIX.len() + input.len());
+                self.out.extend_from_slice(PREFIX);
+                self.out.extend_from_slice(input);
+            }
             Mode::Got => {
                 for piece in input.chunks(self.read_size) {
                     self.out.extend_from_slice(PREFIX);

@@ -1,7 +1,7 @@
 //! The task that serves one connection on a [`Runtime`]: it moves bytes
 //! between the socket and a [`Connection`], which decides everything else.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
@@ -31,27 +31,18 @@ pub(super) async fn serve<R: Runtime>(
     shutdown: Arc<ShutdownSignal>,
     _token: TaskToken,
 ) {
-    // Shutdown is polled first, so it wins even while the socket is busy.
-    // Dropping `pump` when it loses is safe: bytes move only inside a
-    // `Ready` poll, and their outcome is in `conn` before the next await.
-    let stopping = race(
-        async {
-            shutdown.triggered().await;
-            true
-        },
-        async {
-            pump::<R>(&mut stream, &mut conn, idle).await;
-            false
-        },
-    )
-    .await;
+    // Shutdown is polled first on every turn, so it wins even while the
+    // socket is busy. Leaving `pump` when it does is safe: bytes move only
+    // inside a `Ready` poll, and their outcome is in `conn` before the next
+    // await.
+    let stopping = pump::<R>(&mut stream, &mut conn, idle, Some(&shutdown)).await;
     if stopping && !conn.is_finished() {
         // Answer what was already read, but only until the drain deadline.
         conn.drain();
         let deadline = shutdown.deadline().unwrap_or_else(Instant::now);
         let flushed = race(
             async {
-                pump::<R>(&mut stream, &mut conn, None).await;
+                pump::<R>(&mut stream, &mut conn, None, None).await;
                 true
             },
             async {
@@ -70,36 +61,80 @@ pub(super) async fn serve<R: Runtime>(
     // Dropping `conn` counts and logs the close.
 }
 
-/// What one poll of the connection came to.
+/// Why [`pump`]'s turn of steps ended.
 enum Event {
-    /// Bytes moved (or a call was interrupted); `progress` says whether
-    /// any did: input (end of input included) or written replies.
-    Moved { progress: bool },
+    /// The connection is finished.
+    Finished,
+    /// [`TURN_BUDGET`] steps in a row moved bytes: time to yield.
+    Spent,
     /// The socket failed: this connection closes.
     Failed(io::Error),
-    /// Nothing arrived for the idle timeout.
+    /// Nothing was read or written for the idle timeout.
     Idle,
+    /// The server began to shut down.
+    Stop,
 }
 
 /// Reads and writes until `conn` is finished, or, with `idle` set, until
-/// nothing was read or written for that long.
-async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: Option<Duration>) {
+/// nothing was read or written for that long, or, with `shutdown` set, until it is
+/// triggered; returns whether shutdown ended it.
+///
+/// One poll runs steps until the socket would block, so a round trip (a
+/// read, its reply's write, the read that finds nothing) is one poll of
+/// one closure. Shutdown is checked in it in two parts: its flag, one load,
+/// before every step; its waker, a registration, only when the poll is
+/// about to wait. The task polls about once per round trip, and each layer
+/// of futures or waker bookkeeping on that path costs the whole server.
+async fn pump<R: Runtime>(
+    stream: &mut R::Stream,
+    conn: &mut Connection,
+    idle: Option<Duration>,
+    shutdown: Option<&ShutdownSignal>,
+) -> bool {
+    let mut stop = pin!(shutdown.map(ShutdownSignal::triggered));
     // Each read moves the idle deadline, which costs a clock read; the timer
     // itself is re-armed only when it fires before the deadline, so there
     // is one timer per idle period rather than one per read.
     // An idle timeout too long to add to the clock never fires.
     let mut idle_at = idle.and_then(|idle| Instant::now().checked_add(idle));
     let mut timer = pin!(idle_at.map(R::sleep_until));
+    // Steps left before yielding; a wait starts a new run.
     let mut budget = TURN_BUDGET;
     // Set after a short read: see `poll_step`.
     let mut await_input = false;
-    while !conn.is_finished() {
-        let mut waited = false;
+    loop {
         let event = poll_fn(|cx| {
-            if let Poll::Ready(step) = poll_step::<R>(stream, conn, &mut await_input, cx) {
-                return Poll::Ready(step.map_or_else(Event::Failed, |progress| Event::Moved { progress }));
+            loop {
+                if conn.is_finished() {
+                    return Poll::Ready(Event::Finished);
+                }
+                if shutdown.is_some_and(ShutdownSignal::is_triggered) {
+                    return Poll::Ready(Event::Stop);
+                }
+                match poll_step::<R>(stream, conn, &mut await_input, cx) {
+                    Poll::Ready(Ok(progress)) => {
+                        // Input read or replies written: either way the
+                        // peer is there, so a client that reads slowly what
+                        // it asked for is not idle (like nginx's
+                        // `send_timeout`).
+                        if let (true, Some(idle)) = (progress, idle) {
+                            idle_at = Instant::now().checked_add(idle);
+                        }
+                        budget -= 1;
+                        if budget == 0 {
+                            budget = TURN_BUDGET;
+                            return Poll::Ready(Event::Spent);
+                        }
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Event::Failed(err)),
+                    Poll::Pending => break,
+                }
             }
-            waited = true;
+            budget = TURN_BUDGET;
+            // About to wait: a trigger must wake the task as well.
+            if stop.as_mut().as_pin_mut().is_some_and(|stop| stop.poll(cx).is_ready()) {
+                return Poll::Ready(Event::Stop);
+            }
             // Only looked at when the socket has nothing to do: while bytes
             // move, input keeps coming or the peer is reading its replies.
             while let Some(sleep) = timer.as_mut().as_pin_mut() {
@@ -125,21 +160,11 @@ async fn pump<R: Runtime>(stream: &mut R::Stream, conn: &mut Connection, idle: O
         })
         .await;
         match event {
-            Event::Moved { progress } => {
-                // Input read or replies written: either way the peer is
-                // there, so a client that reads slowly what it asked for
-                // is not idle (like nginx's `send_timeout`).
-                if let (true, Some(idle)) = (progress, idle) {
-                    idle_at = Instant::now().checked_add(idle);
-                }
-                budget = if waited { TURN_BUDGET } else { budget - 1 };
-                if budget == 0 {
-                    budget = TURN_BUDGET;
-                    R::yield_now().await;
-                }
-            }
+            Event::Finished => return false,
+            Event::Spent => R::yield_now().await,
             Event::Failed(err) => conn.abort(CloseReason::Error(err.kind())),
             Event::Idle => conn.abort(CloseReason::Idle),
+            Event::Stop => return true,
         }
     }
 }
