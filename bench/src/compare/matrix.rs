@@ -6,6 +6,13 @@ use echo_core::Mode;
 use serde::{Serialize, Serializer};
 
 use super::contender::{Contender, Entrant, ServerCommand, ServerName};
+use super::workload::Workload;
+use crate::backends::{BackendName, Poller};
+
+/// The most connections the select backend with select(2) can hold: it
+/// cannot watch a descriptor of 1024 (`FD_SETSIZE`) or more, and the server
+/// process holds a few of its own (stdio, the listener, its poller's).
+pub const SELECT_MAX_CONNECTIONS: usize = 1000;
 
 /// One cell of the matrix: a backend or `--server` command and the load it
 /// is given. Every repeat of a cell is a run against a fresh server process.
@@ -24,10 +31,24 @@ pub struct Cell {
     pub pipeline: usize,
 }
 
+impl Cell {
+    /// Why this cell cannot be run, if it cannot: then it is shown as
+    /// "not possible" rather than run and failed. Today only the select
+    /// backend with select(2) past [`SELECT_MAX_CONNECTIONS`].
+    pub fn not_possible(&self) -> Option<&'static str> {
+        let select2 = Contender { backend: BackendName::Select, poller: Poller::Select };
+        (self.backend == Entrant::Backend(select2) && self.connections > SELECT_MAX_CONNECTIONS)
+            .then_some("select(2) cannot watch descriptors of 1024 or more")
+    }
+}
+
 /// What every run of
 /// one comparison shares. Written to results.json as `settings`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
+    /// The named workload whose preset filled in what no flag gave; it
+    /// also decides the table's figures and the charts.
+    pub workload: Workload,
     /// Backends, in the order of the table.
     pub backends: Vec<Contender>,
     /// `--server` commands, in the table after the backends.
@@ -58,6 +79,9 @@ pub struct Settings {
     pub mode: Mode,
     /// Open-loop rate per run, or `None` for closed loop.
     pub rate: Option<f64>,
+    /// Round trips per connection before the load closes it and opens
+    /// another (`load --churn`), or `None` to hold connections open.
+    pub churn: Option<u64>,
     /// Load-generator threads.
     pub client_threads: usize,
     /// Whether server and client were pinned to CPUs 1 and 0. False when
@@ -79,6 +103,7 @@ impl Settings {
         if let Some(rate) = self.rate {
             anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
         }
+        anyhow::ensure!(self.churn != Some(0), "--churn must be at least 1");
         anyhow::ensure!(self.repeat > 0, "--repeat must be at least 1");
         let mut settings = Settings {
             backends: dedup(&self.backends),
@@ -157,13 +182,15 @@ impl Settings {
         cells
     }
 
-    /// Every run, in the order they go: each repeat goes once through
+    /// Every run, in the order they go (cells that are not possible have
+    /// none): each repeat goes once through
     /// every cell, and the backends of one cell run one after the other
     /// (A B C D A B C D ...), so a burst of noise on the machine falls on
     /// all of them alike and the medians shrug it off.
     pub fn runs(&self) -> Vec<(usize, Cell)> {
         let cells = self.cells();
-        (0..self.repeat).flat_map(|repeat| cells.iter().map(move |&cell| (repeat, cell))).collect()
+        let possible: Vec<Cell> = cells.into_iter().filter(|c| c.not_possible().is_none()).collect();
+        (0..self.repeat).flat_map(|repeat| possible.iter().map(move |&cell| (repeat, cell))).collect()
     }
 
     /// A rough guess at how long one run takes: warm-up, measurement, and
