@@ -290,4 +290,45 @@ mod tests {
         let only = settings(&["--backends", "none", "--server", "x=x {port}"]);
         assert!(only.backends.is_empty() && only.cells().iter().all(|c| c.backend.as_str() == "x"));
     }
+
+    #[test]
+    fn a_workload_fills_in_what_no_flag_gives() {
+        let s = settings(&["--workload", "stream"]);
+        assert_eq!(
+            (s.connections.as_slice(), s.sizes.as_slice()),
+            (&[1, 8][..], &[4096, 65_536, 1 << 20][..])
+        );
+        assert_eq!((s.mode, s.rate, s.churn), (echo_core::Mode::Raw, None, None));
+        let s = settings(&["--workload", "stream", "--sizes", "100", "--mode", "got", "--connections", "3"]);
+        assert_eq!((s.connections, s.sizes, s.mode), (vec![3], vec![100], echo_core::Mode::Got));
+        let c10k = settings(&["--workload", "c10k", "--rate", "500"]);
+        assert_eq!((c10k.rate, c10k.connections.len()), (Some(500.0), 4));
+        let churn = settings(&["--workload", "churn", "--churn", "3"]);
+        assert_eq!((churn.churn, churn.connections), (Some(3), vec![50]));
+        assert_eq!(settings(&["--workload", "churn"]).churn, Some(10));
+        assert_eq!(settings(&["--workload", "pipeline"]).pipeline, [1, 16, 128]);
+        assert_eq!(settings(&["--workload", "pipeline", "-p", "4"]).pipeline, [4]);
+    }
+
+    #[test]
+    fn select2_past_a_thousand_connections_is_not_possible_and_not_run() {
+        let s = settings(&[
+            "--backends",
+            "select,select-poll,mio",
+            "--connections",
+            "1000,1001",
+            "--repeat",
+            "2",
+        ]);
+        let impossible: Vec<_> = s
+            .cells()
+            .iter()
+            .filter(|c| c.not_possible().is_some())
+            .map(|c| (c.backend.as_str(), c.connections))
+            .collect();
+        assert_eq!(impossible, [("select", 1001)]);
+        assert_eq!(s.cells().len(), 6);
+        assert_eq!(s.runs().len(), 10, "every possible cell twice");
+        assert!(s.runs().iter().all(|(_, c)| c.not_possible().is_none()));
+    }
 }

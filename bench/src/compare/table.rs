@@ -400,6 +400,35 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_that_is_not_possible_is_marked_not_failed() {
+        let select = Contender { backend: BackendName::Select, poller: Poller::Select };
+        let mut impossible = summary(select, 2000, 0, 0);
+        impossible.client_saturated = false;
+        impossible.not_possible = Some("select(2) cannot watch descriptors of 1024 or more");
+        let table = render(&settings(), &[summary(select, 1, 3, 0), impossible]);
+        assert!(table.contains("| select§ | 2000 | not possible | not possible |"), "{table}");
+        assert!(table.contains("`§` Not possible, so not run: select at 2000 connections (select(2) cannot"));
+        assert!(!table.contains("failed") && !table.contains('†'), "{table}");
+    }
+
+    #[test]
+    fn each_workload_decides_its_columns() {
+        let mio = Contender { backend: BackendName::Mio, poller: Poller::Select };
+        let mut row = summary(mio, 1, 3, 0);
+        row.mb_per_s_in = Some(Spread { median: 123.4, min: 120.0, max: 130.0 });
+        let stream = Settings { workload: crate::compare::Workload::Stream, ..settings() };
+        let table = render(&stream, &[row]);
+        assert!(table.starts_with("Workload stream: "), "{table}");
+        assert!(
+            table.contains(
+                "| backend | connections | MB/s to server | MB/s from server | server CPU (µs/MB) |"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("| mio | 1 | – | 123 (120–130) | – |"), "{table}");
+    }
+
+    #[test]
     fn numbers_keep_about_three_figures() {
         assert_eq!(short(1234.5), "1234");
         assert_eq!(short(12.345), "12.3");
