@@ -103,6 +103,9 @@ fn x_desc(axis: Axis) -> &'static str {
     }
 }
 
+/// A load parameter of a cell, read for a line's label.
+type Param = fn(&Cell) -> usize;
+
 /// Groups the cells into lines: one per backend and combination of the
 /// load parameters other than the x axis's.
 fn series(
@@ -111,7 +114,7 @@ fn series(
     figure: impl Fn(&CellSummary) -> Option<Spread>,
 ) -> Vec<Series> {
     let varies = |f: fn(&Cell) -> usize| summaries.iter().any(|s| f(&s.cell) != f(&summaries[0].cell));
-    let mut labelled: Vec<(&str, fn(&Cell) -> usize, &str)> = Vec::new();
+    let mut labelled: Vec<(&str, Param, &str)> = Vec::new();
     if x != Axis::Connections && varies(|c| c.connections) {
         labelled.push(("", |c| c.connections, " conn"));
     }
