@@ -83,13 +83,8 @@ impl clap::ValueEnum for BackendChoice {
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
     /// A named workload: a preset of connections, sizes, pipeline, mode,
-    /// rate and churn (each flag given explicitly wins over it), and the
-    /// table's figures and the charts that suit it. `ping`: 64 B at 1, 50
-    /// and 500 connections, closed loop. `c10k`: 10 to 10,000 connections
-    /// at 5000 round trips/s in all. `churn`: 50 connections, each closed
-    /// and replaced after 10 round trips. `stream`: raw mode, 4 KiB to
-    /// 1 MiB messages on 1 and 8 connections. `pipeline`: 64 B at depths
-    /// 1, 16 and 128 on 50 connections.
+    /// rate and churn (a flag given explicitly wins over it), and the
+    /// table's figures and the charts that suit it.
     #[arg(long, value_enum, default_value_t)]
     pub workload: Workload,
 
