@@ -38,7 +38,7 @@ impl Cell {
     pub fn not_possible(&self) -> Option<&'static str> {
         let select2 = Contender { backend: BackendName::Select, poller: Poller::Select };
         (self.backend == Entrant::Backend(select2) && self.connections > SELECT_MAX_CONNECTIONS)
-            .then_some("select(2) cannot watch descriptors of 1024 or more")
+            .then_some("select(2) cannot watch descriptors of 1024 or more; select-poll can")
     }
 }
 
