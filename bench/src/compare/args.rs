@@ -11,6 +11,7 @@ use clap::builder::PossibleValue;
 
 use super::contender::{Contender, ServerCommand};
 use super::matrix::Settings;
+use super::workload::Workload;
 use crate::backends::{BackendName, Poller};
 use crate::cli::{ModeArg, positive, threads};
 
@@ -81,6 +82,12 @@ impl clap::ValueEnum for BackendChoice {
 /// comparison, so a burst of noise on the machine hits every backend alike.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
+    /// A named workload: a preset of connections, sizes, pipeline, mode,
+    /// rate and churn (a flag given explicitly wins over it), and the
+    /// table's figures and the charts that suit it.
+    #[arg(long, value_enum, default_value_t)]
+    pub workload: Workload,
+
     /// Backends to compare, comma-separated. `select-poll` is the select
     /// backend with `--poller poll`, a row of its own; `none` compares the
     /// `--server` commands alone.
@@ -100,15 +107,14 @@ pub struct CompareArgs {
     #[arg(long = "server", value_name = "NAME=COMMAND", value_parser = ServerCommand::parse)]
     pub servers: Vec<ServerCommand>,
 
-    /// Connections held open during a run, comma-separated.
-    #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1, 50, 500],
-          value_parser = positive::<usize>())]
-    pub connections: Vec<usize>,
+    /// Connections held open during a run, comma-separated [default: the
+    /// workload's; ping: 1,50,500].
+    #[arg(short, long, value_delimiter = ',', num_args = 1.., value_parser = positive::<usize>())]
+    pub connections: Option<Vec<usize>>,
 
-    /// Bytes per message, comma-separated.
-    #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [64],
-          value_parser = positive::<usize>())]
-    pub sizes: Vec<usize>,
+    /// Bytes per message, comma-separated [default: the workload's; ping: 64].
+    #[arg(short, long, value_delimiter = ',', num_args = 1.., value_parser = positive::<usize>())]
+    pub sizes: Option<Vec<usize>>,
 
     /// Server threads, comma-separated. Backends that have one thread
     /// whatever `--threads` says (select) run once per cell, at 1.
@@ -116,10 +122,11 @@ pub struct CompareArgs {
           value_parser = threads())]
     pub threads: Vec<usize>,
 
-    /// Messages in flight per connection, comma-separated.
-    #[arg(short, long, value_delimiter = ',', num_args = 1.., default_values_t = [1],
+    /// Messages in flight per connection, comma-separated [default: the
+    /// workload's; ping: 1].
+    #[arg(short, long, value_delimiter = ',', num_args = 1..,
           value_parser = positive::<usize>())]
-    pub pipeline: Vec<usize>,
+    pub pipeline: Option<Vec<usize>>,
 
     /// Time measured per run, after the warm-up.
     #[arg(short, long, default_value = "2s", value_parser = crate::cli::duration)]
@@ -146,14 +153,21 @@ pub struct CompareArgs {
     #[arg(long, value_name = "RUNS")]
     pub reruns: Option<usize>,
 
-    /// How the servers form replies (the load checks every byte against it).
-    #[arg(short, long, value_enum, default_value_t)]
-    pub mode: ModeArg,
+    /// How the servers form replies (the load checks every byte against
+    /// it) [default: the workload's; got but for stream's raw].
+    #[arg(short, long, value_enum)]
+    pub mode: Option<ModeArg>,
 
     /// Open loop: this many round trips per second in total per run, latency
-    /// measured from each message's due time. Without it, closed loop.
+    /// measured from each message's due time. Without it, the workload's
+    /// (closed loop but for c10k's 5000).
     #[arg(long)]
     pub rate: Option<f64>,
+
+    /// Close each connection after this many round trips and open another
+    /// in its place (see `load --churn`) [default: the workload's; churn: 10].
+    #[arg(long, value_name = "ROUND_TRIPS", value_parser = positive::<u64>())]
+    pub churn: Option<u64>,
 
     /// Threads of the load generator.
     #[arg(long, default_value_t = 1, value_parser = threads())]
@@ -188,20 +202,25 @@ impl CompareArgs {
             BackendChoice::Backend(contender) => Some(*contender),
             BackendChoice::None => None,
         });
+        let preset = self.workload.preset();
+        let or_preset =
+            |given: &Option<Vec<usize>>, preset: &[usize]| given.clone().unwrap_or_else(|| preset.to_vec());
         Settings {
+            workload: self.workload,
             backends: backends.collect(),
             servers: self.servers.clone(),
-            connections: self.connections.clone(),
-            sizes: self.sizes.clone(),
+            connections: or_preset(&self.connections, preset.connections),
+            sizes: or_preset(&self.sizes, preset.sizes),
             threads: self.threads.clone(),
-            pipeline: self.pipeline.clone(),
+            pipeline: or_preset(&self.pipeline, preset.pipeline),
             duration: self.duration,
             warmup: self.warmup,
             repeat: self.repeat,
             tolerance: self.tolerance / 100.0,
             reruns: 0,
-            mode: self.mode.into(),
-            rate: self.rate,
+            mode: self.mode.map_or(preset.mode, Into::into),
+            rate: self.rate.or(preset.rate),
+            churn: self.churn.or(preset.churn),
             client_threads: self.client_threads,
             pinned,
             spin: self.spin,

@@ -1,4 +1,5 @@
-//! SVG charts of a comparison, one line per backend against connections.
+//! SVG charts of a comparison, one line per backend against the load
+//! parameter the workload varies.
 //!
 //! plotters is built without its font features: the SVG backend writes text
 //! as `<text>` elements for the viewer to render, so no system font is read
@@ -12,11 +13,10 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::matrix::Cell;
 use super::stats::Spread;
 use super::summary::CellSummary;
-
-/// The file names of the charts [`write_all`] makes, in order.
-pub const FILES: [&str; 3] = ["round_trips.svg", "p99_latency.svg", "server_cpu.svg"];
+use super::workload::{Axis, Figure, Workload};
 
 const SIZE: (u32, u32) = (960, 540);
 const LEGEND_WIDTH: u32 = 200;
@@ -34,105 +34,117 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(240, 228, 66),
 ];
 
-/// One line of a chart: a backend (with the load parameters that vary,
-/// when more than connections do), and its median and min–max at each
-/// connection count.
+/// One line of a chart: a backend (with the load parameters that vary
+/// besides the x axis's), and its median and min–max at each x value.
 #[derive(Debug)]
 struct Series {
     label: String,
     points: Vec<(f64, Spread)>,
 }
 
-/// Writes the three charts into `dir`: round trips per second, p99
-/// latency (log scale) and server CPU per round trip, each against
-/// connections (log scale). Returns the paths written.
-pub fn write_all(dir: &Path, summaries: &[CellSummary]) -> anyhow::Result<Vec<PathBuf>> {
-    let connections: Vec<f64> = {
-        let mut c: Vec<f64> = summaries.iter().map(|s| s.cell.connections as f64).collect();
-        c.sort_by(f64::total_cmp);
-        c.dedup();
-        c
-    };
-    let x_range = padded_log_range(connections.iter().copied(), 1.5);
+/// Writes the charts of `workload` into `dir` (see [`Workload::charts`]):
+/// each a figure against connections, message size or pipeline depth on a
+/// log axis, one line per backend. Returns the paths written.
+pub fn write_all(dir: &Path, workload: Workload, summaries: &[CellSummary]) -> anyhow::Result<Vec<PathBuf>> {
     let note = "median; bars: min–max";
-
-    let mut svgs = Vec::new();
-    let rt = series(summaries, |s| s.round_trips_per_s);
-    svgs.push(render(
-        &format!("Round trips per second ({note})"),
-        "round trips/s",
-        &rt,
-        &connections,
-        x_range.clone(),
-        0.0..top(&rt),
-    )?);
-    let p99 = series(summaries, |s| s.latency_p99_us);
-    svgs.push(render(
-        &format!("p99 round-trip latency ({note})"),
-        "p99 latency (µs)",
-        &p99,
-        &connections,
-        x_range.clone(),
-        {
+    let mut written = Vec::new();
+    for chart in workload.charts() {
+        let x = chart.x;
+        let xs: Vec<f64> = {
+            let mut v: Vec<f64> = summaries.iter().map(|s| x_of(x, &s.cell) as f64).collect();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            v
+        };
+        let x_range = padded_log_range(xs.iter().copied(), 1.5);
+        let figure = chart.figure;
+        let lines = series(summaries, x, |s| figure.of(s));
+        let title = format!("{} ({note})", figure.header());
+        let svg = if figure == Figure::P99 {
             let range = padded_log_range(
-                p99.iter().flat_map(|s| s.points.iter().flat_map(|(_, p)| [p.min, p.max])),
+                lines.iter().flat_map(|s| s.points.iter().flat_map(|(_, p)| [p.min, p.max])),
                 1.5,
             );
             let ticks = log_ticks(&range);
-            range.log_scale().with_key_points(ticks)
-        },
-    )?);
-    let cpu = series(summaries, |s| s.server_cpu_us_per_round_trip);
-    svgs.push(render(
-        &format!("Server CPU per round trip ({note})"),
-        "server CPU (µs per round trip)",
-        &cpu,
-        &connections,
-        x_range,
-        0.0..top(&cpu),
-    )?);
-
-    let mut written = Vec::new();
-    for (name, svg) in FILES.iter().zip(svgs) {
-        let path = dir.join(name);
+            render(
+                &title,
+                figure.header(),
+                x,
+                &lines,
+                &xs,
+                x_range,
+                range.log_scale().with_key_points(ticks),
+            )?
+        } else {
+            render(&title, figure.header(), x, &lines, &xs, x_range, 0.0..top(&lines))?
+        };
+        let path = dir.join(chart.file);
         std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);
     }
     Ok(written)
 }
 
-/// Groups the cells into lines: one per backend and combination of the
-/// parameters other than connections.
-fn series(summaries: &[CellSummary], figure: fn(&CellSummary) -> Option<Spread>) -> Vec<Series> {
-    let first = summaries.first().map(|s| s.cell);
-    let varies =
-        |f: fn(&CellSummary) -> usize| first.is_some() && summaries.iter().any(|s| f(s) != f(&summaries[0]));
-    let (sizes, threads, pipeline) =
-        (varies(|s| s.cell.size), varies(|s| s.cell.threads), varies(|s| s.cell.pipeline));
+/// The load parameter `axis` names, in `cell`.
+fn x_of(axis: Axis, cell: &Cell) -> usize {
+    match axis {
+        Axis::Connections => cell.connections,
+        Axis::Size => cell.size,
+        Axis::Pipeline => cell.pipeline,
+    }
+}
 
-    let mut lines: Vec<((String, usize, usize, usize), Series)> = Vec::new();
+/// The x axis's label.
+fn x_desc(axis: Axis) -> &'static str {
+    match axis {
+        Axis::Connections => "connections",
+        Axis::Size => "message size (bytes)",
+        Axis::Pipeline => "pipeline depth",
+    }
+}
+
+/// A load parameter of a cell, read for a line's label.
+type Param = fn(&Cell) -> usize;
+
+/// Groups the cells into lines: one per backend and combination of the
+/// load parameters other than the x axis's.
+fn series(
+    summaries: &[CellSummary],
+    x: Axis,
+    figure: impl Fn(&CellSummary) -> Option<Spread>,
+) -> Vec<Series> {
+    let varies = |f: fn(&Cell) -> usize| summaries.iter().any(|s| f(&s.cell) != f(&summaries[0].cell));
+    let mut labelled: Vec<(&str, Param, &str)> = Vec::new();
+    if x != Axis::Connections && varies(|c| c.connections) {
+        labelled.push(("", |c| c.connections, " conn"));
+    }
+    if x != Axis::Size && varies(|c| c.size) {
+        labelled.push(("", |c| c.size, " B"));
+    }
+    if varies(|c| c.threads) {
+        labelled.push(("", |c| c.threads, " thr"));
+    }
+    if x != Axis::Pipeline && varies(|c| c.pipeline) {
+        labelled.push(("pipeline ", |c| c.pipeline, ""));
+    }
+
+    let mut lines: Vec<((String, Vec<usize>), Series)> = Vec::new();
     for s in summaries {
         let c = s.cell;
-        let key = (c.backend.to_string(), c.size, c.threads, c.pipeline);
+        let key = (c.backend.to_string(), labelled.iter().map(|(_, f, _)| f(&c)).collect::<Vec<_>>());
         let index = match lines.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
                 let mut label = key.0.clone();
-                if sizes {
-                    label.push_str(&format!(", {} B", c.size));
-                }
-                if threads {
-                    label.push_str(&format!(", {} thr", c.threads));
-                }
-                if pipeline {
-                    label.push_str(&format!(", pipeline {}", c.pipeline));
+                for ((before, _, after), value) in labelled.iter().zip(&key.1) {
+                    label.push_str(&format!(", {before}{value}{after}"));
                 }
                 lines.push((key, Series { label, points: Vec::new() }));
                 lines.len() - 1
             }
         };
         if let Some(spread) = figure(s) {
-            lines[index].1.points.push((c.connections as f64, spread));
+            lines[index].1.points.push((x_of(x, &c) as f64, spread));
         }
     }
     let mut lines: Vec<Series> = lines.into_iter().map(|(_, s)| s).collect();
@@ -146,8 +158,9 @@ fn series(summaries: &[CellSummary], figure: fn(&CellSummary) -> Option<Spread>)
 fn render<Y>(
     title: &str,
     y_desc: &str,
+    x: Axis,
     series: &[Series],
-    connections: &[f64],
+    xs: &[f64],
     x_range: Range<f64>,
     y_spec: Y,
 ) -> anyhow::Result<String>
@@ -165,13 +178,13 @@ where
             .margin(12)
             .x_label_area_size(50)
             .y_label_area_size(80)
-            .build_cartesian_2d(x_range.log_scale().with_key_points(connections.to_vec()), y_spec)
+            .build_cartesian_2d(x_range.log_scale().with_key_points(xs.to_vec()), y_spec)
             .map_err(plot_error)?;
         chart
             .configure_mesh()
-            .x_desc("connections")
+            .x_desc(x_desc(x))
             .y_desc(y_desc)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&|x| axis_label(*x))
             .y_label_formatter(&|y| axis_label(*y))
             .max_light_lines(1)
             .label_style((FONT, 14))
@@ -179,7 +192,7 @@ where
             .draw()
             .map_err(plot_error)?;
 
-        // Lines that share a connection count are nudged apart a little
+        // Lines that share an x value are nudged apart a little
         // (on the log axis, a constant factor) so their bars don't overlap.
         let count = series.len() as f64;
         for (i, line) in series.iter().enumerate() {

@@ -6,6 +6,13 @@ use echo_core::Mode;
 use serde::{Serialize, Serializer};
 
 use super::contender::{Contender, Entrant, ServerCommand, ServerName};
+use super::workload::Workload;
+use crate::backends::{BackendName, Poller};
+
+/// The most connections the select backend with select(2) can hold: it
+/// cannot watch a descriptor of 1024 (`FD_SETSIZE`) or more, and the server
+/// process holds a few of its own (stdio, the listener, its poller's).
+pub const SELECT_MAX_CONNECTIONS: usize = 1000;
 
 /// One cell of the matrix: a backend or `--server` command and the load it
 /// is given. Every repeat of a cell is a run against a fresh server process.
@@ -24,10 +31,24 @@ pub struct Cell {
     pub pipeline: usize,
 }
 
+impl Cell {
+    /// Why this cell cannot be run, if it cannot: then it is shown as
+    /// "not possible" rather than run and failed. Today only the select
+    /// backend with select(2) past [`SELECT_MAX_CONNECTIONS`].
+    pub fn not_possible(&self) -> Option<&'static str> {
+        let select2 = Contender { backend: BackendName::Select, poller: Poller::Select };
+        (self.backend == Entrant::Backend(select2) && self.connections > SELECT_MAX_CONNECTIONS)
+            .then_some("select(2) cannot watch descriptors of 1024 or more; select-poll can")
+    }
+}
+
 /// What every run of
 /// one comparison shares. Written to results.json as `settings`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
+    /// The named workload whose preset filled in what no flag gave; it
+    /// also decides the table's figures and the charts.
+    pub workload: Workload,
     /// Backends, in the order of the table.
     pub backends: Vec<Contender>,
     /// `--server` commands, in the table after the backends.
@@ -58,6 +79,9 @@ pub struct Settings {
     pub mode: Mode,
     /// Open-loop rate per run, or `None` for closed loop.
     pub rate: Option<f64>,
+    /// Round trips per connection before the load closes it and opens
+    /// another (`load --churn`), or `None` to hold connections open.
+    pub churn: Option<u64>,
     /// Load-generator threads.
     pub client_threads: usize,
     /// Whether server and client were pinned to CPUs 1 and 0. False when
@@ -79,6 +103,7 @@ impl Settings {
         if let Some(rate) = self.rate {
             anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be a positive number");
         }
+        anyhow::ensure!(self.churn != Some(0), "--churn must be at least 1");
         anyhow::ensure!(self.repeat > 0, "--repeat must be at least 1");
         let mut settings = Settings {
             backends: dedup(&self.backends),
@@ -157,13 +182,15 @@ impl Settings {
         cells
     }
 
-    /// Every run, in the order they go: each repeat goes once through
+    /// Every run, in the order they go (cells that are not possible have
+    /// none): each repeat goes once through
     /// every cell, and the backends of one cell run one after the other
     /// (A B C D A B C D ...), so a burst of noise on the machine falls on
     /// all of them alike and the medians shrug it off.
     pub fn runs(&self) -> Vec<(usize, Cell)> {
         let cells = self.cells();
-        (0..self.repeat).flat_map(|repeat| cells.iter().map(move |&cell| (repeat, cell))).collect()
+        let possible: Vec<Cell> = cells.into_iter().filter(|c| c.not_possible().is_none()).collect();
+        (0..self.repeat).flat_map(|repeat| possible.iter().map(move |&cell| (repeat, cell))).collect()
     }
 
     /// A rough guess at how long one run takes: warm-up, measurement, and
@@ -262,5 +289,46 @@ mod tests {
         assert_eq!(server.argv(4242), ["./bare", "--addr", "127.0.0.1:4242", "--note", "a b"]);
         let only = settings(&["--backends", "none", "--server", "x=x {port}"]);
         assert!(only.backends.is_empty() && only.cells().iter().all(|c| c.backend.as_str() == "x"));
+    }
+
+    #[test]
+    fn a_workload_fills_in_what_no_flag_gives() {
+        let s = settings(&["--workload", "stream"]);
+        assert_eq!(
+            (s.connections.as_slice(), s.sizes.as_slice()),
+            (&[1, 8][..], &[4096, 65_536, 1 << 20][..])
+        );
+        assert_eq!((s.mode, s.rate, s.churn), (echo_core::Mode::Raw, None, None));
+        let s = settings(&["--workload", "stream", "--sizes", "100", "--mode", "got", "--connections", "3"]);
+        assert_eq!((s.connections, s.sizes, s.mode), (vec![3], vec![100], echo_core::Mode::Got));
+        let c10k = settings(&["--workload", "c10k", "--rate", "500"]);
+        assert_eq!((c10k.rate, c10k.connections.len()), (Some(500.0), 4));
+        let churn = settings(&["--workload", "churn", "--churn", "3"]);
+        assert_eq!((churn.churn, churn.connections), (Some(3), vec![50]));
+        assert_eq!(settings(&["--workload", "churn"]).churn, Some(10));
+        assert_eq!(settings(&["--workload", "pipeline"]).pipeline, [1, 16, 128]);
+        assert_eq!(settings(&["--workload", "pipeline", "-p", "4"]).pipeline, [4]);
+    }
+
+    #[test]
+    fn select2_past_a_thousand_connections_is_not_possible_and_not_run() {
+        let s = settings(&[
+            "--backends",
+            "select,select-poll,mio",
+            "--connections",
+            "1000,1001",
+            "--repeat",
+            "2",
+        ]);
+        let impossible: Vec<_> = s
+            .cells()
+            .iter()
+            .filter(|c| c.not_possible().is_some())
+            .map(|c| (c.backend.as_str(), c.connections))
+            .collect();
+        assert_eq!(impossible, [("select", 1001)]);
+        assert_eq!(s.cells().len(), 6);
+        assert_eq!(s.runs().len(), 10, "every possible cell twice");
+        assert!(s.runs().iter().all(|(_, c)| c.not_possible().is_none()));
     }
 }

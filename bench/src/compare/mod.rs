@@ -39,6 +39,7 @@ pub mod results;
 pub mod stats;
 pub mod summary;
 pub mod table;
+pub mod workload;
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,9 +49,10 @@ use anyhow::Context;
 pub use args::{BackendChoice, CompareArgs};
 pub use contender::{Contender, Entrant, ServerCommand, ServerName};
 pub use matrix::{Cell, Settings};
+pub use workload::Workload;
 
 use crate::child::{CommandServer, ServerProcess};
-use crate::load::{self, LoadConfig, LoadError, Observed, Report};
+use crate::load::{self, Checks, LoadConfig, LoadError, Measured, Observed};
 use crate::spec::ServerSpec;
 use env::Environment;
 use progress::Progress;
@@ -99,11 +101,14 @@ pub fn run(settings: &Settings, out: Option<&Path>) -> anyhow::Result<bool> {
     }
     print!("{}", table::render(&settings, &medians));
 
+    let settings_workload = settings.workload;
     let results = Results { env, settings, medians, runs, failures };
     if let Some(dir) = out {
         results.write(&dir.join("results.json"))?;
-        charts::write_all(dir, &results.medians)?;
-        eprintln!("compare: wrote results.json and {} to {}", charts::FILES.join(", "), dir.display());
+        let written = charts::write_all(dir, settings_workload, &results.medians)?;
+        let names: Vec<String> =
+            written.iter().filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned())).collect();
+        eprintln!("compare: wrote results.json and {} to {}", names.join(", "), dir.display());
     }
     if results.failures.is_empty() {
         return Ok(true);
@@ -166,9 +171,9 @@ fn run_and_record(
 ) {
     progress.start(&cell);
     match run_one(exe, settings, &cell) {
-        Ok(report) => {
-            progress.finish(repeat, &cell, Ok(&report));
-            runs.push(Run { cell, repeat, report, disturbed: false });
+        Ok(measured) => {
+            progress.finish(repeat, &cell, Ok(&measured.report));
+            runs.push(Run { cell, repeat, report: measured.report, churn: measured.churn, disturbed: false });
         }
         Err(err) => {
             progress.finish(repeat, &cell, Err(&err));
@@ -180,7 +185,7 @@ fn run_and_record(
 /// One run: a fresh server for `cell`, a verified load, the server stopped.
 /// Connection errors and a server that exits badly fail the run too: its
 /// figures would not be the backend's.
-pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<Report> {
+pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<Measured> {
     match cell.backend {
         Entrant::Backend(contender) => run_backend(exe, settings, cell, contender),
         Entrant::Server(name) => {
@@ -191,7 +196,12 @@ pub fn run_one(exe: &Path, settings: &Settings, cell: &Cell) -> anyhow::Result<R
 }
 
 /// A run of a backend, as an `echo-bench serve` child.
-fn run_backend(exe: &Path, settings: &Settings, cell: &Cell, contender: Contender) -> anyhow::Result<Report> {
+fn run_backend(
+    exe: &Path,
+    settings: &Settings,
+    cell: &Cell,
+    contender: Contender,
+) -> anyhow::Result<Measured> {
     let spec = ServerSpec::new(contender.backend)
         .with_poller(contender.poller)
         .with_mode(settings.mode)
@@ -202,33 +212,33 @@ fn run_backend(exe: &Path, settings: &Settings, cell: &Cell, contender: Contende
         serve_args.extend(["--cpu".to_owned(), "1".to_owned()]);
     }
     let server = ServerProcess::start(exe, &serve_args).context("the server did not start")?;
-    let outcome = load::run(&load_config(settings, cell, server.addr()), Some(&server as &dyn Observed));
+    let outcome = measure(settings, cell, server.addr(), &server);
     let stopped = server.stop(Duration::from_secs(10));
-    let report = verified(outcome)?;
+    let measured = verified(outcome)?;
     let status = stopped.context("stopping the server")?;
     anyhow::ensure!(status.success(), "the server exited badly after the run: {status}");
-    Ok(report)
+    Ok(measured)
 }
 
 /// A run of a `--server` command, on a free port, measured as a process
 /// tree: its CPU time is that of the command and every process descended
 /// from it (see [`crate::procfs::process_cpu_reading`]), its peak memory
 /// the sum of theirs (see [`crate::procfs::tree_status_kib`]).
-fn run_command(settings: &Settings, cell: &Cell, command: &ServerCommand) -> anyhow::Result<Report> {
+fn run_command(settings: &Settings, cell: &Cell, command: &ServerCommand) -> anyhow::Result<Measured> {
     let port = crate::child::free_port().context("cannot find a free loopback port")?;
     let cpu = settings.pinned.then_some(1);
     let server = CommandServer::start(&command.argv(port), port, cpu, COMMAND_READY)
         .context("the server did not start")?;
-    let outcome = load::run(&load_config(settings, cell, server.addr()), Some(&server as &dyn Observed));
+    let outcome = measure(settings, cell, server.addr(), &server);
     // Read before the stop: the processes' peaks go with them.
     let tree_peak = crate::procfs::tree_status_kib(server.pid(), "VmHWM").ok();
     let stopped = server.stop(COMMAND_STOP);
-    let mut report = verified(outcome)?;
+    let mut measured = verified(outcome)?;
     stopped?;
-    if let Some(figures) = &mut report.server {
+    if let Some(figures) = &mut measured.report.server {
         figures.peak_rss_kib = tree_peak;
     }
-    Ok(report)
+    Ok(measured)
 }
 
 /// How long a `--server` command may take to listen.
@@ -237,6 +247,16 @@ const COMMAND_READY: Duration = Duration::from_secs(10);
 /// How long a `--server` command may take to exit after SIGTERM before its
 /// process group is killed.
 const COMMAND_STOP: Duration = Duration::from_secs(5);
+
+/// One run's load of `cell` against `server`, with the settings' churn.
+fn measure(
+    settings: &Settings,
+    cell: &Cell,
+    addr: std::net::SocketAddr,
+    server: &dyn Observed,
+) -> Result<Measured, LoadError> {
+    load::run_measured(&load_config(settings, cell, addr), &Checks::default(), settings.churn, Some(server))
+}
 
 /// The load of one run of `cell` against the server at `addr`.
 fn load_config(settings: &Settings, cell: &Cell, addr: std::net::SocketAddr) -> LoadConfig {
@@ -254,15 +274,15 @@ fn load_config(settings: &Settings, cell: &Cell, addr: std::net::SocketAddr) -> 
 
 /// The report of a load that verified every reply and met no connection
 /// error; anything else fails the run.
-fn verified(outcome: Result<Report, LoadError>) -> anyhow::Result<Report> {
-    let report = match outcome {
-        Ok(report) => report,
+fn verified(outcome: Result<Measured, LoadError>) -> anyhow::Result<Measured> {
+    let measured = match outcome {
+        Ok(measured) => measured,
         Err(LoadError::Mismatch { connection, mismatch }) => {
             anyhow::bail!("wrong reply on connection {connection}: {mismatch}")
         }
         Err(LoadError::Other(err)) => return Err(err.context("the load failed")),
     };
-    let e = &report.errors;
+    let e = &measured.report.errors;
     anyhow::ensure!(
         e.total() == 0,
         "{} connection errors ({} reset, {} closed early, {} broken pipe, {} other)",
@@ -272,7 +292,7 @@ fn verified(outcome: Result<Report, LoadError>) -> anyhow::Result<Report> {
         e.broken_pipe,
         e.other
     );
-    Ok(report)
+    Ok(measured)
 }
 
 /// Each cell's medians over its clean runs, in the order of the table.
@@ -283,9 +303,8 @@ pub fn summarize(settings: &Settings, runs: &[Run], failures: &[Failure]) -> Vec
         .map(|cell| {
             let (disturbed, clean): (Vec<&Run>, Vec<&Run>) =
                 runs.iter().filter(|r| r.cell == cell).partition(|r| r.disturbed);
-            let reports: Vec<&Report> = clean.iter().map(|r| &r.report).collect();
             let failed = failures.iter().filter(|f| f.cell == cell).count();
-            CellSummary::new(cell, &reports, failed, disturbed.len())
+            CellSummary::new(cell, &clean, failed, disturbed.len())
         })
         .collect()
 }

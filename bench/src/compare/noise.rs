@@ -62,6 +62,9 @@ pub fn cells_to_rerun(settings: &Settings, runs: &[Run], failures: &[Failure]) -
         .cells()
         .into_iter()
         .filter(|cell| {
+            if cell.not_possible().is_some() {
+                return false;
+            }
             let clean = runs.iter().filter(|r| r.cell == *cell && !r.disturbed).count();
             let failed = failures.iter().filter(|f| f.cell == *cell).count();
             clean + failed < settings.repeat
@@ -115,7 +118,7 @@ mod tests {
     }
 
     fn run(cell: Cell, repeat: usize, server: f64, client: f64) -> Run {
-        Run { cell, repeat, report: report(Some(server), client), disturbed: false }
+        Run { cell, repeat, report: report(Some(server), client), churn: None, disturbed: false }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::env::Environment;
 use super::matrix::{Cell, Settings};
 use super::summary::CellSummary;
-use crate::load::Report;
+use crate::load::{ChurnFigures, Report};
 
 /// One successful run: its cell, which repeat it was, and its full report.
 #[derive(Clone, Debug, Serialize)]
@@ -21,6 +21,9 @@ pub struct Run {
     pub repeat: usize,
     /// Everything the load measured.
     pub report: Report,
+    /// With `--churn`, its figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnFigures>,
     /// Whether other load on the machine disturbed it (see
     /// [`super::noise`]): then it is left out of the figures.
     pub disturbed: bool,

@@ -17,6 +17,11 @@ pub struct Spread {
 }
 
 impl Spread {
+    /// Each of the three multiplied by `by`.
+    pub fn scale(self, by: f64) -> Spread {
+        Spread { median: self.median * by, min: self.min * by, max: self.max * by }
+    }
+
     /// The spread of `values`, ignoring NaNs; `None` when nothing is left.
     pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
         let mut sorted: Vec<f64> = values.into_iter().filter(|v| !v.is_nan()).collect();

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use super::matrix::{Cell, Settings};
 use super::stats::Spread;
 use super::summary::CellSummary;
+use super::workload::Figure;
 
 /// One load parameter of a cell, read for its column.
 type Param = fn(&Cell) -> usize;
@@ -28,14 +29,9 @@ pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
     if varies(|c| c.pipeline) {
         params.push(("pipeline", |c| c.pipeline));
     }
-    let mut figures = vec![
-        "round trips/s",
-        "p50 latency (µs)",
-        "p99 latency (µs)",
-        "server CPU (µs/round trip)",
-        "client CPU (µs/round trip)",
-        "server peak RSS (MiB)",
-    ];
+    // Which figures: the workload decides (see `Workload::figures`).
+    let shown = settings.workload.figures();
+    let mut figures: Vec<&str> = shown.iter().map(|f| f.header()).collect();
     let ratio_header = settings.baseline.as_ref().map(|b| format!("server CPU × {b}"));
     if let Some(header) = &ratio_header {
         figures.push(header);
@@ -59,21 +55,23 @@ pub fn render(settings: &Settings, summaries: &[CellSummary]) -> String {
         if s.short_of(settings.repeat) {
             name.push('‡');
         }
+        if s.not_possible.is_some() {
+            name.push('§');
+        }
         let mut row = vec![name];
         row.extend(params.iter().map(|(_, f)| f(&s.cell).to_string()));
-        if s.runs == 0 {
+        if s.not_possible.is_some() {
+            row.extend(figures.iter().map(|_| "not possible".to_owned()));
+        } else if s.runs == 0 {
             row.extend(figures.iter().map(|_| "failed".to_owned()));
         } else {
-            let mib = s.server_peak_rss_kib.map(|k| scale(k, 1.0 / 1024.0));
-            for (spread, format) in [
-                (s.round_trips_per_s, whole as fn(f64) -> String),
-                (s.latency_p50_us, short),
-                (s.latency_p99_us, short),
-                (s.server_cpu_us_per_round_trip, short),
-                (s.client_cpu_us_per_round_trip, short),
-                (mib, one_decimal),
-            ] {
-                row.push(cell(spread, format));
+            for figure in shown {
+                let format: fn(f64) -> String = match figure {
+                    f if f.whole() => whole,
+                    Figure::PeakRss => one_decimal,
+                    _ => short,
+                };
+                row.push(cell(figure.of(s), format));
             }
             if let Some(baseline) = &settings.baseline {
                 row.push(ratio(s, baseline, summaries));
@@ -114,7 +112,14 @@ fn preamble(settings: &Settings, summaries: &[CellSummary]) -> String {
     } else {
         ""
     };
-    let mut text = format!("Mode {}, {load}", settings.mode);
+    let churn = match settings.churn {
+        Some(n) => format!(
+            ", each connection closed and replaced after {n} round trip{}",
+            if n == 1 { "" } else { "s" }
+        ),
+        None => String::new(),
+    };
+    let mut text = format!("Workload {}: mode {}, {load}{churn}", settings.workload.as_str(), settings.mode);
     for f in fixed {
         let _ = write!(text, ", {f}");
     }
@@ -200,6 +205,15 @@ fn footnotes(summaries: &[CellSummary], repeat: usize) -> String {
             short.join(", ")
         );
     }
+    let impossible: Vec<String> = summaries
+        .iter()
+        .filter_map(|s| {
+            Some(format!("{} at {} ({})", s.cell.backend, connections(s.cell.connections), s.not_possible?))
+        })
+        .collect();
+    if !impossible.is_empty() {
+        let _ = writeln!(notes, "`§` Not possible, so not run: {}.", impossible.join(", "));
+    }
     notes
 }
 
@@ -234,10 +248,6 @@ fn cell(spread: Option<Spread>, format: fn(f64) -> String) -> String {
     }
 }
 
-fn scale(s: Spread, by: f64) -> Spread {
-    Spread { median: s.median * by, min: s.min * by, max: s.max * by }
-}
-
 fn whole(v: f64) -> String {
     format!("{v:.0}")
 }
@@ -265,6 +275,8 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
+            workload: crate::compare::Workload::Ping,
+            churn: None,
             backends: Contender::all(),
             servers: Vec::new(),
             connections: vec![1, 50],
@@ -309,6 +321,12 @@ mod tests {
             server_cpu_us_per_round_trip: spread(12.345, 12.0, 13.0),
             client_cpu_us_per_round_trip: None,
             server_peak_rss_kib: spread(2048.0, 2048.0, 3072.0),
+            not_possible: None,
+            mb_per_s_out: None,
+            mb_per_s_in: None,
+            server_cpu_us_per_mb: None,
+            connections_per_s: None,
+            server_cpu_us_per_connection: None,
         }
     }
 
@@ -319,7 +337,11 @@ mod tests {
         let table =
             render(&settings(), &[summary(select, 1, 3, 0), summary(mio, 50, 2, 1), summary(mio, 1, 0, 3)]);
         let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].starts_with("Mode got, closed loop, 64 B messages, 1 server thread, pipeline 1"));
+        assert!(
+            lines[0].starts_with(
+                "Workload ping: mode got, closed loop, 64 B messages, 1 server thread, pipeline 1"
+            )
+        );
         assert!(lines[0].contains("median (min–max) of 3 runs"), "{}", lines[0]);
         assert_eq!(
             lines[2],
@@ -375,6 +397,35 @@ mod tests {
             table.lines().any(|l| l.starts_with("| select-poll | 1 |") && l.ends_with("| – |")),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_cell_that_is_not_possible_is_marked_not_failed() {
+        let select = Contender { backend: BackendName::Select, poller: Poller::Select };
+        let mut impossible = summary(select, 2000, 0, 0);
+        impossible.client_saturated = false;
+        impossible.not_possible = Some("select(2) cannot watch descriptors of 1024 or more");
+        let table = render(&settings(), &[summary(select, 1, 3, 0), impossible]);
+        assert!(table.contains("| select§ | 2000 | not possible | not possible |"), "{table}");
+        assert!(table.contains("`§` Not possible, so not run: select at 2000 connections (select(2) cannot"));
+        assert!(!table.contains("failed") && !table.contains('†'), "{table}");
+    }
+
+    #[test]
+    fn each_workload_decides_its_columns() {
+        let mio = Contender { backend: BackendName::Mio, poller: Poller::Select };
+        let mut row = summary(mio, 1, 3, 0);
+        row.mb_per_s_in = Some(Spread { median: 123.4, min: 120.0, max: 130.0 });
+        let stream = Settings { workload: crate::compare::Workload::Stream, ..settings() };
+        let table = render(&stream, &[row]);
+        assert!(table.starts_with("Workload stream: "), "{table}");
+        assert!(
+            table.contains(
+                "| backend | connections | MB/s to server | MB/s from server | server CPU (µs/MB) |"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("| mio | 1 | – | 123 (120–130) | – |"), "{table}");
     }
 
     #[test]

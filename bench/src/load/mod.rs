@@ -276,6 +276,11 @@ pub fn run_measured(
     let churn = churn.filter(|&n| n > 0);
     let threads = client_threads(config);
     let mut shares: Vec<Vec<(usize, TcpStream)>> = (0..threads).map(|_| Vec::new()).collect();
+    // Thousands of connections need as many descriptors: raise the soft
+    // limit to the hard one (a failure shows as the connect's EMFILE).
+    let _ = echo_core::backend::raise_descriptor_limit();
+    // One connect at a time, each waited for: however many connections,
+    // the server's listen backlog never holds more than one of ours.
     for id in 0..config.connections {
         let stream = TcpStream::connect_timeout(&config.addr, Duration::from_secs(10))
             .with_context(|| format!("connection {id} to {}", config.addr))?;
