@@ -14,32 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ServerChild, pattern, wait_until, write_until_stalled};
+use common::{
+    ServerChild, TIMEOUT, connect, connect_small_buffers, pattern, wait_until, write_until_stalled,
+};
 use echo_bench::procfs::{self, fd_count, status_kib};
 use socket2::SockRef;
-
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    Ok(stream)
-}
-
-/// A client with small kernel buffers, set before connecting so the window
-/// it advertises is small too: the kernel then absorbs little of the test's
-/// traffic, and what piles up is the server's own buffering.
-fn connect_small_buffers(addr: SocketAddr) -> io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
-    socket.set_recv_buffer_size(8 * 1024)?;
-    socket.set_send_buffer_size(8 * 1024)?;
-    socket.connect_timeout(&addr.into(), TIMEOUT)?;
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    Ok(stream)
-}
 
 /// One round trip in raw mode on a fresh connection.
 fn round_trip(addr: SocketAddr, message: &[u8]) -> io::Result<()> {

@@ -18,31 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use backend_select::Poller;
-use common::{ServerChild, pattern, wait_until};
+use common::{ServerChild, TIMEOUT, connect, connect_small_buffers, pattern, wait_until};
 use echo_bench::backends::BackendName;
 use echo_bench::procfs::status_kib;
-
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    Ok(stream)
-}
-
-/// A client with small kernel buffers (set before connecting, so its window
-/// is small too): what piles up is then the server's own buffering.
-fn connect_small_buffers(addr: SocketAddr) -> io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
-    socket.set_recv_buffer_size(8 * 1024)?;
-    socket.set_send_buffer_size(8 * 1024)?;
-    socket.connect_timeout(&addr.into(), TIMEOUT)?;
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    Ok(stream)
-}
 
 /// The `serve` options naming one backend variant.
 fn backend_args(backend: BackendName, poller: Poller, threads: usize) -> Vec<String> {
@@ -288,7 +266,7 @@ fn newline_flood_bounded(backend: &[String]) -> io::Result<()> {
     for _ in 0..CLIENTS {
         clients.push(connect_small_buffers(server.addr)?);
     }
-    let sent = write_newlines_until_stalled(&clients, LEN)?;
+    let sent = common::write_until_stalled_with(&clients, LEN, |_, _, buf| buf.fill(b'\n'))?;
     // No check that every client was stopped short of 2 MiB: the kernel's
     // receive buffer on the server's side, autotuned, can take that much
     // by itself. The memory bound below is what matters.
@@ -316,43 +294,6 @@ fn newline_flood_bounded(backend: &[String]) -> io::Result<()> {
     // 448 KiB.)
     assert!(per_client < 256, "server peak RSS grew {per_client} KiB per client");
     Ok(())
-}
-
-/// Writes newlines on every client without blocking until none has made
-/// progress for 300 ms or each sent `limit`; returns what each sent.
-fn write_newlines_until_stalled(clients: &[TcpStream], limit: usize) -> io::Result<Vec<usize>> {
-    let newlines = vec![b'\n'; 64 * 1024];
-    let mut sent = vec![0; clients.len()];
-    let mut last_progress = Instant::now();
-    for client in clients {
-        client.set_nonblocking(true)?;
-    }
-    while last_progress.elapsed() < Duration::from_millis(300) {
-        let mut progressed = false;
-        for (i, mut client) in clients.iter().enumerate() {
-            let n = newlines.len().min(limit - sent[i]);
-            if n == 0 {
-                continue;
-            }
-            match client.write(&newlines[..n]) {
-                Ok(n) => {
-                    sent[i] += n;
-                    progressed = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if progressed {
-            last_progress = Instant::now();
-        } else {
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-    for client in clients {
-        client.set_nonblocking(false)?;
-    }
-    Ok(sent)
 }
 
 /// Closes the client's side and checks the replies to what it sent:

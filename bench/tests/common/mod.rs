@@ -139,6 +139,31 @@ pub fn backend_args(
     args.map(str::to_owned).to_vec()
 }
 
+/// How long a test client waits on any one connect, read or write.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A client connection with [`TIMEOUT`] on every call.
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    Ok(stream)
+}
+
+/// A client with small kernel buffers, set before connecting so the window
+/// it advertises is small too: the kernel then absorbs little of the test's
+/// traffic, and what piles up is the server's own buffering.
+pub fn connect_small_buffers(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_recv_buffer_size(8 * 1024)?;
+    socket.set_send_buffer_size(8 * 1024)?;
+    socket.connect_timeout(&addr.into(), TIMEOUT)?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    Ok(stream)
+}
+
 /// The byte at `offset` of client `id`'s stream: every client sends its own.
 pub fn pattern(id: usize, offset: usize) -> u8 {
     (offset.wrapping_mul(31) ^ id.wrapping_mul(131)) as u8
@@ -148,6 +173,22 @@ pub fn pattern(id: usize, offset: usize) -> u8 {
 /// client has made progress for 300 ms: the server stopped reading them all.
 /// Returns the bytes each wrote.
 pub fn write_until_stalled(clients: &[TcpStream], first_id: usize, limit: usize) -> io::Result<Vec<usize>> {
+    write_until_stalled_with(clients, limit, |i, offset, buf| {
+        for (j, b) in buf.iter_mut().enumerate() {
+            *b = pattern(first_id + i, offset + j);
+        }
+    })
+}
+
+/// Writes on every client without blocking, round-robin, until none has
+/// made progress for 300 ms or each wrote `limit` bytes; `fill(client,
+/// offset, buf)` makes the bytes client `client` sends from `offset` on.
+/// Returns the bytes each wrote.
+pub fn write_until_stalled_with(
+    clients: &[TcpStream],
+    limit: usize,
+    mut fill: impl FnMut(usize, usize, &mut [u8]),
+) -> io::Result<Vec<usize>> {
     let mut sent = vec![0; clients.len()];
     let mut buf = vec![0u8; 64 * 1024];
     let mut last_progress = Instant::now();
@@ -161,9 +202,7 @@ pub fn write_until_stalled(clients: &[TcpStream], first_id: usize, limit: usize)
             if n == 0 {
                 continue;
             }
-            for (j, b) in buf[..n].iter_mut().enumerate() {
-                *b = pattern(first_id + i, sent[i] + j);
-            }
+            fill(i, sent[i], &mut buf[..n]);
             match client.write(&buf[..n]) {
                 Ok(n) => {
                     sent[i] += n;
