@@ -332,20 +332,9 @@ pub struct LoadArgs {
     #[arg(short, long)]
     pub rate: Option<f64>,
 
-    /// Threads of the load generator.
-    #[arg(long, default_value_t = 1, value_parser = threads())]
-    pub client_threads: usize,
-
-    /// Put the server on CPU 1 and the client on CPU 0.
-    #[arg(long)]
-    pub pin: bool,
-
-    /// Busy-poll: the client never sleeps waiting for replies, so the
-    /// server never pays to wake it. It takes a whole core (use with
-    /// --pin); the time it polls with nothing to do is left out of its CPU
-    /// figures.
-    #[arg(long)]
-    pub spin: bool,
+    /// How the load generator runs.
+    #[command(flatten)]
+    pub client: ClientArgs,
 
     /// After the run, how long to wait for the replies still owed (sending
     /// nothing new); one still missing then fails the run.
@@ -381,18 +370,38 @@ impl LoadArgs {
                 warmup: self.warmup,
                 pipeline: self.pipeline,
                 rate: self.rate,
-                client_threads: self.client_threads,
-                spin: self.spin,
+                client_threads: self.client.client_threads,
+                spin: self.client.spin,
                 progress: !self.json,
                 ..crate::load::LoadConfig::new(addr, spec.mode, self.connections, self.size)
             },
             spec,
             grace: self.grace,
             churn: self.churn,
-            pin: self.pin,
+            pin: self.client.pin,
             json: self.json,
         }
     }
+}
+
+/// How the load generator runs: options `load` and `compare` share.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 1, value_parser = threads())]
+    pub client_threads: usize,
+
+    /// Put the server (each server, in `compare`) on CPU 1 and the load
+    /// generator on CPU 0.
+    #[arg(long)]
+    pub pin: bool,
+
+    /// Busy-poll: the load generator never sleeps waiting for replies, so
+    /// the server never pays to wake it. It takes a whole core (use with
+    /// --pin); the time it polls with nothing to do is left out of its CPU
+    /// figures.
+    #[arg(long)]
+    pub spin: bool,
 }
 
 /// Options of `soak`.

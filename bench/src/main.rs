@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Some(Command::Soak(args)) => soak::run(&args.soak()),
         Some(Command::Merge(args)) => merge::run(&args.reports, args.server_stats.as_deref(), args.json),
         Some(Command::Compare(args)) => args
-            .settings(load::pinning(args.pin, args.spin))
+            .settings(load::pinning(args.client.pin, args.client.spin))
             .and_then(|settings| compare::run(&settings, args.out.as_deref())),
         Some(Command::List) => {
             list::run();

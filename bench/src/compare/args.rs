@@ -169,18 +169,9 @@ pub struct CompareArgs {
     #[arg(long, value_name = "ROUND_TRIPS", value_parser = positive::<u64>())]
     pub churn: Option<u64>,
 
-    /// Threads of the load generator.
-    #[arg(long, default_value_t = 1, value_parser = threads())]
-    pub client_threads: usize,
-
-    /// Put each server on CPU 1 and the load generator on CPU 0.
-    #[arg(long)]
-    pub pin: bool,
-
-    /// Busy-poll in the load generator (see `load --spin`): the servers
-    /// never pay to wake it.
-    #[arg(long)]
-    pub spin: bool,
+    /// How the load generator runs, as in `load`.
+    #[command(flatten)]
+    pub client: crate::cli::ClientArgs,
 
     /// Add a column to the table: each row's median server CPU per round
     /// trip as a multiple of this backend's or `--server`'s at the same
@@ -221,9 +212,9 @@ impl CompareArgs {
             mode: self.mode.map_or(preset.mode, Into::into),
             rate: self.rate.or(preset.rate),
             churn: self.churn.or(preset.churn),
-            client_threads: self.client_threads,
+            client_threads: self.client.client_threads,
             pinned,
-            spin: self.spin,
+            spin: self.client.spin,
             baseline: self.baseline.clone(),
         }
         .checked(self.reruns)
