@@ -127,13 +127,12 @@ mod tests {
         let cell = s.cells()[0];
         // Costs 10.0, 10.4 (+4 %), 10.6 (+6 %: the server's CPU alone),
         // 10.6 (the client's alone), 13.0 (both).
-        let mut runs = vec![
-            run(cell, 0, 5.0, 5.0),
-            run(cell, 1, 5.2, 5.2),
-            run(cell, 2, 5.6, 5.0),
-            run(cell, 3, 5.0, 5.6),
-            run(cell, 4, 6.5, 6.5),
-        ];
+        let costs = [(5.0, 5.0), (5.2, 5.2), (5.6, 5.0), (5.0, 5.6), (6.5, 6.5)];
+        let mut runs: Vec<Run> = costs
+            .iter()
+            .enumerate()
+            .map(|(repeat, &(server, client))| run(cell, repeat, server, client))
+            .collect();
         mark(&mut runs, 0.05);
         let disturbed: Vec<bool> = runs.iter().map(|r| r.disturbed).collect();
         assert_eq!(disturbed, [false, false, true, true, true]);
