@@ -152,7 +152,7 @@ pub struct Triggered<'a> {
     /// this future on every turn of its loop; while the task's waker is
     /// still the one registered, nothing needs to change in the set, so the
     /// poll skips its lock (a lock and a hash lookup per round trip, a
-    /// third of what core's loop added to a bare tokio server's user time).
+    /// third of what core's loop added to a bare server's user time).
     registered: Option<task::Waker>,
 }
 

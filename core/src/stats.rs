@@ -68,9 +68,9 @@ impl Stats {
     }
 
     /// Counts a connection open if fewer than `limit` are, in one atomic
-    /// step: threads admitting at the same moment (uring's rings, say) can
-    /// never together pass the limit, as a read followed by an increment
-    /// could. Returns whether the connection was admitted.
+    /// step: threads admitting at the same moment (one ring or event loop per
+    /// thread, say) can never together pass the limit, as a read followed by
+    /// an increment could. Returns whether the connection was admitted.
     pub(crate) fn try_open(&self, limit: u64) -> bool {
         let admitted =
             self.active.fetch_update(Relaxed, Relaxed, |active| (active < limit).then_some(active + 1));
