@@ -397,6 +397,64 @@ fn idle_client_closed_in_time(backend: &[String]) -> io::Result<()> {
     Ok(())
 }
 
+/// A client that streams both ways at full speed, in `mode`, does not starve
+/// the others on the server's one thread: three probes on connections of
+/// their own each get their reply within a second. (Before the shared loop
+/// kept its own budget, async-std in every mode and tokio in line mode left
+/// such a probe unanswered for seconds.)
+fn streaming_client_does_not_starve_others(backend: &[String], mode: &str) -> io::Result<()> {
+    let server = start(backend, &["--mode", mode])?;
+    let streamer = connect(server.addr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (mut stream, stop) = (streamer.try_clone()?, Arc::clone(&stop));
+        thread::spawn(move || {
+            let chunk: Vec<u8> = (0..64 * 1024).map(|i| if i % 64 == 63 { b'\n' } else { b'a' }).collect();
+            while !stop.load(Relaxed) && stream.write_all(&chunk).is_ok() {}
+        })
+    };
+    let reader = {
+        let (mut stream, stop, received) = (streamer.try_clone()?, Arc::clone(&stop), Arc::clone(&received));
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while !stop.load(Relaxed) {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received.fetch_add(n, Relaxed),
+                };
+            }
+        })
+    };
+    // Saturated: megabytes have gone round before the probes start.
+    let result = wait_until(TIMEOUT, "the streaming client to get 4 MiB back", || {
+        Ok(received.load(Relaxed) >= 4 << 20)
+    })
+    .and_then(|()| {
+        let reply: &[u8] = if mode == "raw" { b"ping\n" } else { b"GOT:ping\n" };
+        for _ in 0..3 {
+            let mut probe = connect(server.addr)?;
+            probe.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let sent = Instant::now();
+            probe.write_all(b"ping\n")?;
+            let got = read_up_to(&mut probe, reply.len())?;
+            let took = sent.elapsed();
+            eprintln!("{backend:?} {mode}: a probe beside the streaming client answered in {took:?}");
+            assert_eq!(got, reply, "{mode}: the probe's reply");
+            assert!(
+                took < Duration::from_secs(1),
+                "{mode}: the probe waited {took:?} behind the streaming client"
+            );
+        }
+        Ok(())
+    });
+    stop.store(true, Relaxed);
+    streamer.shutdown(std::net::Shutdown::Both)?;
+    let _ = writer.join();
+    let _ = reader.join();
+    result
+}
+
 macro_rules! robustness_suite {
     ($variant:ident, $backend:expr, $poller:expr, $threads:expr) => {
         mod $variant {
@@ -423,6 +481,18 @@ macro_rules! robustness_suite {
             #[test]
             fn idle_client_closed_in_time() -> std::io::Result<()> {
                 super::idle_client_closed_in_time(&args())
+            }
+            #[test]
+            fn streaming_client_does_not_starve_others_got() -> std::io::Result<()> {
+                super::streaming_client_does_not_starve_others(&args(), "got")
+            }
+            #[test]
+            fn streaming_client_does_not_starve_others_line() -> std::io::Result<()> {
+                super::streaming_client_does_not_starve_others(&args(), "line")
+            }
+            #[test]
+            fn streaming_client_does_not_starve_others_raw() -> std::io::Result<()> {
+                super::streaming_client_does_not_starve_others(&args(), "raw")
             }
         }
     };
