@@ -42,7 +42,7 @@ pub fn run(soak: &Soak) -> anyhow::Result<bool> {
         soak.config.pipeline,
         humantime::format_duration(soak.config.duration)
     );
-    let outcome = load::run_checked(&config(server.addr()), &checks, Some(&server as &dyn Observed));
+    let outcome = load::run_measured(&config(server.addr()), &checks, None, Some(&server as &dyn Observed));
 
     // The clients are gone: every descriptor they cost must come back.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -54,7 +54,7 @@ pub fn run(soak: &Soak) -> anyhow::Result<bool> {
     let status = server.stop(Duration::from_secs(10))?;
 
     let (report, grace) = match outcome {
-        Ok(outcome) => outcome,
+        Ok(measured) => (measured.report, measured.grace),
         Err(LoadError::Mismatch { connection, mismatch }) => {
             eprintln!("echo-bench: soak FAILED: connection {connection}: {mismatch}");
             return Ok(false);

@@ -243,24 +243,6 @@ impl std::fmt::Display for Measured {
     }
 }
 
-/// Runs the load with the protocol's defaults and a grace of
-/// [`DEFAULT_GRACE`] and returns what it measured. `server`, when the
-/// server is a process of ours, adds its CPU time and peak memory to the
-/// report.
-pub fn run(config: &LoadConfig, server: Option<&dyn Observed>) -> Result<Report, LoadError> {
-    run_checked(config, &Checks::default(), server).map(|(report, _)| report)
-}
-
-/// Runs the load, checking replies as `checks` says, and returns what it
-/// measured and what the grace saw.
-pub fn run_checked(
-    config: &LoadConfig,
-    checks: &Checks,
-    server: Option<&dyn Observed>,
-) -> Result<(Report, GraceFigures), LoadError> {
-    run_measured(config, checks, None, server).map(|m| (m.report, m.grace))
-}
-
 /// Runs the load, checking replies as `checks` says; with `churn` = N,
 /// each connection closes after N round trips and a new one takes its
 /// place at once. Returns everything it measured.
