@@ -92,10 +92,10 @@ async fn pump<R: Runtime>(
     shutdown: Option<&ShutdownSignal>,
 ) -> bool {
     let mut stop = pin!(shutdown.map(ShutdownSignal::triggered));
-    // Each read moves the idle deadline, which costs a clock read; the timer
-    // itself is re-armed only when it fires before the deadline, so there
-    // is one timer per idle period rather than one per read.
-    // An idle timeout too long to add to the clock never fires.
+    // Each step that moves bytes moves the idle deadline, which costs a
+    // clock read; the timer itself is re-armed only when it fires before the
+    // deadline, so there is one timer per idle period rather than one per
+    // step. An idle timeout too long to add to the clock never fires.
     let mut idle_at = idle.and_then(|idle| Instant::now().checked_add(idle));
     let mut timer = pin!(idle_at.map(R::sleep_until));
     // Steps left before yielding; a wait starts a new run.
