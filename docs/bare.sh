@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Each backend beside the shortest honest server on its engine
 # (bench/examples/bare-*.rs), in one interleaved, pinned `compare` run at 50
-# and 500 connections: the README's "What robustness costs".
+# and 500 connections: "What robustness costs" in docs/RESULTS.md.
 #
 # usage: docs/bare.sh OUT_DIR [more compare options...]
 set -euo pipefail

@@ -82,7 +82,7 @@ pub struct LoadConfig {
     /// Busy-poll: the client threads never sleep waiting for replies, so
     /// the server never has to wake them. At low concurrency, waking a
     /// sleeping client is much of what a round trip costs the server and
-    /// takes (see the README); spinning leaves it out. The time spent
+    /// takes (see docs/RESULTS.md); spinning leaves it out. The time spent
     /// polling with nothing to do is left out of the client's figures.
     pub spin: bool,
     /// Draw a progress bar on stderr.
