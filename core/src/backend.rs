@@ -46,9 +46,10 @@ pub struct ServerConfig {
     pub high_watermark: usize,
     /// Resume reading once buffered output falls to this.
     pub low_watermark: usize,
-    /// Reply bytes buffered across all connections (every thread) before
-    /// connections stop reading: see [`crate::budget`]. At least
-    /// `high_watermark` makes sense; the command line refuses less.
+    /// Bytes held for replies across all connections (every thread) past
+    /// which connections with replies pending stop reading: see
+    /// [`crate::budget`]. At least `high_watermark` makes sense; the
+    /// command line refuses less.
     pub max_buffered: usize,
 }
 

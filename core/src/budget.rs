@@ -4,10 +4,13 @@
 //! The watermarks bound each connection's pending replies, but not their
 //! sum: with the default connection limit (the descriptor limit, often
 //! hundreds of thousands) that sum is gigabytes. The budget bounds it. Each
-//! [`Connection`](crate::Connection) adds its reply bytes here as they are
-//! queued and takes them off as they are written, or all at once when it is
-//! aborted or dropped, so the count cannot leak; reading is limited by the
-//! room left (see [`Connection::read_limit`](crate::Connection::read_limit)).
+//! [`Connection`](crate::Connection) counts here the memory that holds its
+//! replies, its output buffer's capacity, as replies are queued and written
+//! and the buffer grows or is given back, and gives it all back when it is
+//! aborted or dropped, so the count cannot leak. Reading is limited by the
+//! room left (see [`Connection::read_limit`](crate::Connection::read_limit)
+//! for the exact worst case: about the budget plus [`FLOOR`] bytes per
+//! connection).
 //!
 //! A connection that stopped reading because the budget is spent gets no
 //! readiness event when other connections free it. The task-per-connection
@@ -42,14 +45,15 @@ pub const FLOOR: usize = 64;
 /// period, a single atomic load while the budget stays spent.
 pub const RECHECK: Duration = Duration::from_millis(5);
 
-/// The count of reply bytes buffered across a server's connections, and the
-/// tasks waiting for some of it to be freed.
+/// The bytes held for replies across a server's connections, and the tasks
+/// waiting for some of them to be freed.
 ///
 /// The limit is not stored here: every connection of a server carries the
 /// same one, from [`ServerConfig::max_buffered`](crate::ServerConfig).
 #[derive(Debug, Default)]
 pub struct Budget {
-    /// Reply bytes queued and not yet written, summed over connections.
+    /// Bytes held for replies (output buffers' capacity), summed over
+    /// connections.
     used: AtomicUsize,
     /// Whether `waiting` may hold a waker: lets a release skip the lock in
     /// the usual case, where nobody waits.
@@ -59,7 +63,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Reply bytes buffered now.
+    /// Bytes held for replies now.
     pub fn used(&self) -> usize {
         self.used.load(SeqCst)
     }
