@@ -399,6 +399,50 @@ fn budget_flood(backend: &[String], max_buffered: &str) -> io::Result<(u64, u64)
     Ok((grew, 1024 + 1024 + CLIENTS as u64 * per_connection))
 }
 
+/// A connection stopped only by the budget reads again when another
+/// connection frees it, though nothing happens on its own socket.
+///
+/// With `--max-buffered 64KiB`, `hog` sends without reading until the
+/// server stops reading it, which spends the budget. `waiter` does the
+/// same: the server reads it a floor's worth at a time while its socket
+/// takes the replies (about 3.5 MiB on Linux's default buffers), then
+/// stops with replies pending and input left in the kernel (about 85 KiB).
+/// `hog` then reads everything and closes. Nothing wakes `waiter`'s
+/// connection but the backend's resume path; once woken it reads that
+/// input, which lets `waiter` send more. Then `waiter` reads back every
+/// byte. About 3.5 s a backend.
+///
+/// Not for backend-threads: its thread reads only with nothing pending,
+/// which the floor always allows, and otherwise blocks in its write, budget
+/// or not.
+fn budget_freed_resumes_a_stopped_connection(backend: &[String]) -> io::Result<()> {
+    const LEN: usize = 16 << 20;
+    let server = start(backend, &["--mode", "raw", "--max-buffered", "64KiB"])?;
+    let hog = connect_small_buffers(server.addr)?;
+    let hog_sent = common::write_until_stalled(std::slice::from_ref(&hog), 0, LEN)?[0];
+    let waiter = connect_small_buffers(server.addr)?;
+    let waiter_sent = common::write_until_stalled(std::slice::from_ref(&waiter), 1, LEN)?[0];
+    let queued = server_rx_queue(server.addr, &waiter)?.unwrap_or(0);
+    eprintln!("{backend:?}: hog sent {hog_sent}, waiter sent {waiter_sent}; {queued} bytes of it unread");
+    assert!(queued > 48 * 1024, "the server read the waiter's input without a budget: {queued} unread");
+
+    read_back(hog, 0, hog_sent)?;
+    // Once the server reads again, the waiter's window opens: it can send
+    // more, which it could not while stopped.
+    let mut sent = waiter_sent;
+    let mut buf = vec![0; 4096];
+    common::wait_until(Duration::from_secs(5), "the waiter's connection to read again", || {
+        buf.iter_mut().enumerate().for_each(|(i, b)| *b = pattern(1, sent + i));
+        match (&waiter).write(&buf) {
+            Ok(n) => sent += n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+        Ok(sent >= waiter_sent + 16 * 1024)
+    })?;
+    read_back(waiter, 1, sent)
+}
+
 /// The `--backend` value in `backend`'s options.
 fn backend_name(backend: &[String]) -> &str {
     backend.iter().skip_while(|a| *a != "--backend").nth(1).map_or("", String::as_str)
@@ -565,13 +609,27 @@ fn streaming_client_does_not_starve_others(backend: &[String], mode: &str) -> io
 /// them ignored, with the reason.
 macro_rules! budget_tests {
     (Uring) => {
-        budget_tests!(@tests #[ignore = "uring does not yet resume a connection stopped by --max-buffered when \
-                                        others free the budget: its event loop needs the resume path"]);
+        budget_tests!(@bounds #[ignore = "uring does not yet resume a connection stopped by --max-buffered when \
+                                         others free the budget: its event loop needs the resume path"]);
+        budget_tests!(@resume #[ignore = "uring does not yet resume a connection stopped by --max-buffered when \
+                                         others free the budget: its event loop needs the resume path"]);
+    };
+    // Never stopped by the budget with input unread: see the function.
+    (Threads) => {
+        budget_tests!(@bounds);
     };
     ($backend:ident) => {
-        budget_tests!(@tests);
+        budget_tests!(@bounds);
+        budget_tests!(@resume);
     };
-    (@tests $(#[$ignore:meta])?) => {
+    (@resume $(#[$ignore:meta])?) => {
+        #[test]
+        $(#[$ignore])?
+        fn budget_freed_resumes_a_stopped_connection() -> std::io::Result<()> {
+            super::budget_freed_resumes_a_stopped_connection(&args())
+        }
+    };
+    (@bounds $(#[$ignore:meta])?) => {
         #[test]
         $(#[$ignore])?
         fn budget_bounds_buffered_replies() -> std::io::Result<()> {
