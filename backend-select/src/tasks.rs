@@ -2,7 +2,6 @@
 //! `echo_handler`, one per connection. The protocol, watermarks, counters and
 //! log lines are `echo_core::Connection`'s; these tasks only move bytes.
 
-use std::cell::Cell;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -10,7 +9,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use echo_core::budget::RECHECK;
 use echo_core::{AcceptBackoff, CloseReason, Connection, Interest, ServerConfig, ShutdownSignal, Stats};
 
 use crate::Poller;
@@ -38,9 +36,6 @@ struct ServerState {
     signal: Arc<ShutdownSignal>,
     /// Decides whether a descriptor number is too large to serve.
     poller: Poller,
-    /// When the tasks stopped by the server's budget of buffered replies
-    /// next look again: see [`ServerState::budget_recheck`].
-    recheck_at: Cell<Option<Instant>>,
 }
 
 /// The body of the scheduler thread: the seed's
@@ -53,16 +48,11 @@ pub(crate) fn serve(
     wake: Arc<WakePipe>,
     poller: Poller,
 ) {
-    let mut scheduler = Scheduler::new(poller, wake);
+    let (budget, limit) = (Arc::clone(&stats), config.max_buffered);
+    let mut scheduler = Scheduler::new(poller, wake, Box::new(move || budget.budget().room(limit) > 0));
     let handle = scheduler.handle();
-    let server = Rc::new(ServerState {
-        handle: handle.clone(),
-        config,
-        stats,
-        signal: Arc::clone(&signal),
-        poller,
-        recheck_at: Cell::new(None),
-    });
+    let server =
+        Rc::new(ServerState { handle: handle.clone(), config, stats, signal: Arc::clone(&signal), poller });
     handle.spawn(tcp_server(server, listener));
     if let Err(err) = scheduler.run(&signal) {
         // Only a bug (a bad descriptor) or a kernel out of memory gets here;
@@ -107,26 +97,6 @@ async fn tcp_server(server: Rc<ServerState>, listener: TcpListener) {
 }
 
 impl ServerState {
-    /// The deadline for a task that stopped reading only because the
-    /// budget is spent ([`Connection::waits_for_budget`]): other
-    /// connections free it without any readiness on this socket, so the
-    /// task parks until [`RECHECK`] from now at the latest. Every such task
-    /// shares one deadline, so they are resumed together, by one return of
-    /// the readiness call, rather than each on its own timer.
-    fn budget_recheck(&self) -> Instant {
-        let now = Instant::now();
-        match self.recheck_at.get() {
-            Some(at) if at > now => at,
-            _ => {
-                let at = now + RECHECK;
-                self.recheck_at.set(Some(at));
-                at
-            }
-        }
-    }
-
-    /// Serves a freshly accepted connection, or closes it at once when it
-    /// cannot be served.
     fn start(self: &Rc<Self>, stream: TcpStream, peer: SocketAddr, refusals: &mut RefusalLog) {
         let fd = stream.as_raw_fd();
         if self.poller == Poller::Select && !sys::fits_select(fd) {
@@ -198,11 +168,14 @@ async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Conn
                 }
             }
             Ok(Step::Blocked) => {
-                let mut until = earliest(idle_deadline, server.signal.deadline());
-                if conn.waits_for_budget() {
-                    until = earliest(until, Some(server.budget_recheck()));
-                }
+                let until = earliest(idle_deadline, server.signal.deadline());
                 let handle = &server.handle;
+                if conn.waits_for_budget() {
+                    // Other connections free the budget without any
+                    // readiness here: the scheduler resumes this task
+                    // once it has room (see `Handle::hold`).
+                    handle.hold(fd);
+                }
                 match conn.interest() {
                     Interest::Both => handle.readable_or_writable(fd, until).await,
                     Interest::Read => handle.readable(fd, until).await,
