@@ -408,9 +408,9 @@ fn budget_flood(backend: &[String], max_buffered: &str) -> io::Result<(u64, u64)
 /// takes the replies (about 3.5 MiB on Linux's default buffers), then
 /// stops with replies pending and input left in the kernel (about 85 KiB).
 /// `hog` then reads everything and closes. Nothing wakes `waiter`'s
-/// connection but the backend's resume path; once woken it reads that
-/// input, which lets `waiter` send more. Then `waiter` reads back every
-/// byte. About 3.5 s a backend.
+/// connection but the backend's resume path; once woken it reads more of
+/// that input (seen in the kernel's queues). Then `waiter` reads back
+/// every byte. About 3.5 s a backend.
 ///
 /// Not for backend-threads: its thread reads only with nothing pending,
 /// which the floor always allows, and otherwise blocks in its write, budget
@@ -422,25 +422,45 @@ fn budget_freed_resumes_a_stopped_connection(backend: &[String]) -> io::Result<(
     let hog_sent = common::write_until_stalled(std::slice::from_ref(&hog), 0, LEN)?[0];
     let waiter = connect_small_buffers(server.addr)?;
     let waiter_sent = common::write_until_stalled(std::slice::from_ref(&waiter), 1, LEN)?[0];
-    let queued = server_rx_queue(server.addr, &waiter)?.unwrap_or(0);
-    eprintln!("{backend:?}: hog sent {hog_sent}, waiter sent {waiter_sent}; {queued} bytes of it unread");
-    assert!(queued > 48 * 1024, "the server read the waiter's input without a budget: {queued} unread");
+    let read_before = server_read(server.addr, &waiter, waiter_sent)?;
+    eprintln!(
+        "{backend:?}: hog sent {hog_sent}, waiter sent {waiter_sent}, of which the server read {read_before}"
+    );
+    assert!(
+        waiter_sent - read_before > 48 * 1024,
+        "the server read the waiter's input as if without a budget: {read_before} of {waiter_sent}"
+    );
 
     read_back(hog, 0, hog_sent)?;
-    // Once the server reads again, the waiter's window opens: it can send
-    // more, which it could not while stopped.
-    let mut sent = waiter_sent;
-    let mut buf = vec![0; 4096];
-    common::wait_until(Duration::from_secs(5), "the waiter's connection to read again", || {
-        buf.iter_mut().enumerate().for_each(|(i, b)| *b = pattern(1, sent + i));
-        match (&waiter).write(&buf) {
-            Ok(n) => sent += n,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(err) => return Err(err),
-        }
-        Ok(sent >= waiter_sent + 16 * 1024)
-    })?;
-    read_back(waiter, 1, sent)
+    let freed = Instant::now();
+    let resumed = common::wait_until(Duration::from_secs(5), "the waiter's connection to read again", || {
+        Ok(server_read(server.addr, &waiter, waiter_sent)? >= read_before + 32 * 1024)
+    });
+    eprintln!(
+        "{backend:?}: {resumed:?} after {:?}; the server read {} of the waiter's input",
+        freed.elapsed(),
+        server_read(server.addr, &waiter, waiter_sent)?
+    );
+    resumed?;
+    read_back(waiter, 1, waiter_sent)
+}
+
+/// How much of the `sent` bytes `client` wrote the server has read: what
+/// is neither in the client's send queue nor in the server's receive
+/// queue (on loopback nothing is in flight between them).
+fn server_read(server: SocketAddr, client: &TcpStream, sent: usize) -> io::Result<usize> {
+    let local = format!("0100007F:{:04X}", client.local_addr()?.port());
+    let remote = format!("0100007F:{:04X}", server.port());
+    let table = std::fs::read_to_string("/proc/net/tcp")?;
+    let unsent = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| fields.len() > 4 && fields[1] == local && fields[2] == remote)
+        .and_then(|fields| u64::from_str_radix(fields[4].split(':').next()?, 16).ok())
+        .unwrap_or(0);
+    let unread = server_rx_queue(server, client)?.unwrap_or(0);
+    Ok(sent.saturating_sub((unsent + unread) as usize))
 }
 
 /// The `--backend` value in `backend`'s options.
