@@ -41,8 +41,10 @@ pub const FLOOR: usize = 64;
 
 /// How often an event loop (mio, select) looks again at the connections it
 /// stopped reading for want of budget, while there are any: they get no
-/// readiness event when other connections free some. One look per loop per
-/// period, a single atomic load while the budget stays spent.
+/// readiness event when other connections free some. One wake-up per loop
+/// per period and a single atomic load while the budget stays spent (for
+/// select, that wake-up is a readiness call over every descriptor, as all
+/// of its wake-ups are).
 pub const RECHECK: Duration = Duration::from_millis(5);
 
 /// The bytes held for replies across a server's connections, and the tasks
