@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use echo_core::ShutdownSignal;
 use echo_core::budget::RECHECK;
@@ -200,7 +200,16 @@ pub(crate) struct Scheduler {
     /// tasks marked by [`Handle::hold`]. While any is marked and it has
     /// none, a wake-up every [`RECHECK`] costs one readiness call and this.
     budget_room: Box<dyn Fn() -> bool>,
+    /// The longest wait while tasks are marked by [`Handle::hold`]:
+    /// [`RECHECK`], doubled after each wake-up that finds the budget still
+    /// spent, up to [`RECHECK_MOST`]. Every wake-up is a readiness call over
+    /// every descriptor, so a budget spent for long costs a few calls a
+    /// second rather than 200; a task then resumes at most 80 ms late.
+    recheck: Duration,
 }
+
+/// The longest [`Scheduler::recheck`].
+const RECHECK_MOST: Duration = Duration::from_millis(80);
 
 impl Scheduler {
     /// An empty scheduler waiting with `poller`, woken through `wake`.
@@ -219,6 +228,7 @@ impl Scheduler {
             interests: Vec::new(),
             ready: Vec::new(),
             budget_room,
+            recheck: RECHECK,
         }
     }
 
@@ -329,13 +339,13 @@ impl Scheduler {
             let next =
                 self.deadlines.first().map(|(until, _)| until.saturating_duration_since(Instant::now()));
             match (next, holding) {
-                (Some(next), true) => Some(next.min(RECHECK)),
-                (None, true) => Some(RECHECK),
+                (Some(next), true) => Some(next.min(self.recheck)),
+                (None, true) => Some(self.recheck),
                 (next, false) => next,
             }
         } else {
             // Yielded tasks are ready: only look, do not wait.
-            Some(std::time::Duration::ZERO)
+            Some(Duration::ZERO)
         };
         let mut interests = std::mem::take(&mut self.interests);
         interests.clear();
@@ -376,6 +386,9 @@ impl Scheduler {
                     self.tasks.push_back(task);
                 }
             }
+            self.recheck = RECHECK;
+        } else if holding {
+            self.recheck = (self.recheck * 2).min(RECHECK_MOST);
         }
         self.tasks.extend(self.yielded.drain(..));
         Ok(())

@@ -42,9 +42,9 @@ pub const FLOOR: usize = 64;
 /// How often an event loop (mio, select) looks again at the connections it
 /// stopped reading for want of budget, while there are any: they get no
 /// readiness event when other connections free some. One wake-up per loop
-/// per period and a single atomic load while the budget stays spent (for
-/// select, that wake-up is a readiness call over every descriptor, as all
-/// of its wake-ups are).
+/// per period and a single atomic load while the budget stays spent. (For
+/// select, each wake-up is a readiness call over every descriptor, so its
+/// scheduler doubles the period, up to 80 ms, while the budget stays spent.)
 pub const RECHECK: Duration = Duration::from_millis(5);
 
 /// The bytes held for replies across a server's connections, and the tasks
