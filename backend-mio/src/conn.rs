@@ -41,6 +41,9 @@ pub(crate) struct Conn {
     /// When input last arrived or replies were last written, for the idle
     /// timeout.
     pub(crate) last_progress: Instant,
+    /// On its loop's list of connections stopped by the budget, so that
+    /// it is listed once however often it is driven meanwhile.
+    pub(crate) held: bool,
 }
 
 /// What one [`Conn::drive`] turn left behind.
@@ -65,6 +68,7 @@ impl Conn {
             // A fresh socket has an empty send buffer.
             writable: true,
             last_progress: Instant::now(),
+            held: false,
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use echo_core::budget::RECHECK;
 use echo_core::{CloseReason, ServerConfig, ShutdownSignal, Stats};
 use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
@@ -36,6 +37,16 @@ pub(crate) struct EventLoop {
     /// Edge-triggered events will not report that input again, so the loop
     /// remembers them and polls without sleeping until they are served.
     ready: Vec<usize>,
+    /// Connections that stopped reading only because the server's budget
+    /// of buffered replies is spent ([`Connection::waits_for_budget`]).
+    /// Other connections, on any loop, free it without an event here, so
+    /// while this is not empty the loop wakes every [`RECHECK`] and, once
+    /// the budget has room, drives them again (which re-registers their
+    /// read interest). While the budget stays spent a wake-up costs one
+    /// atomic load.
+    ///
+    /// [`Connection::waits_for_budget`]: echo_core::Connection::waits_for_budget
+    held: Vec<usize>,
     /// Sockets the acceptor dealt to this loop.
     inbox: Receiver<Handoff>,
     /// The listener, in the first loop only, until shutdown.
@@ -68,6 +79,7 @@ impl EventLoop {
             conns: Slab::new(),
             buf: Vec::new(),
             ready: Vec::new(),
+            held: Vec::new(),
             inbox,
             acceptor: None,
             config,
@@ -142,6 +154,7 @@ impl EventLoop {
             for key in std::mem::take(&mut self.ready) {
                 self.drive(key);
             }
+            self.resume_held();
             if let Some(acceptor) = &mut self.acceptor {
                 acceptor.resume_if_due(self.poll.registry());
             }
@@ -158,7 +171,8 @@ impl EventLoop {
         }
         let drain = self.signal.deadline().filter(|_| self.draining);
         let retry = self.acceptor.as_ref().and_then(Acceptor::retry_at);
-        [drain, retry, self.next_idle_check]
+        let recheck = (!self.held.is_empty()).then(|| Instant::now() + RECHECK);
+        [drain, retry, self.next_idle_check, recheck]
             .into_iter()
             .flatten()
             .min()
@@ -191,12 +205,32 @@ impl EventLoop {
             self.ready.push(key);
         }
         if !conn.state.is_finished() {
+            if conn.state.waits_for_budget() && !conn.held {
+                conn.held = true;
+                self.held.push(key);
+            }
             let Err(err) = conn.update_interest(self.poll.registry(), Token(key)) else { return };
             conn.state.abort(CloseReason::Error(err.kind()));
         }
         // Dropping the socket closes it, which also removes it from the
         // poller; no separate deregister call is needed.
         self.conns.remove(key);
+    }
+
+    /// Drives again the connections stopped by the budget, once it has
+    /// room; those still stopped go back on the list.
+    fn resume_held(&mut self) {
+        if self.held.is_empty() || self.stats.budget().room(self.config.max_buffered) == 0 {
+            return;
+        }
+        for key in std::mem::take(&mut self.held) {
+            // A key whose connection closed may since have been reused:
+            // driving that one is merely spurious.
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.held = false;
+                self.drive(key);
+            }
+        }
     }
 
     /// Stops accepting at once and lets every connection flush what it has.

@@ -14,7 +14,7 @@
 //! scheduler alone decides when to poll, so a no-op waker suffices.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::os::fd::RawFd;
@@ -22,9 +22,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use echo_core::ShutdownSignal;
+use echo_core::budget::RECHECK;
 
 use crate::Poller;
 use crate::sys::{self, Interest, WakePipe};
@@ -79,6 +80,10 @@ struct Parked {
 struct Shared {
     /// The `Wait` of the task that just returned `Pending`.
     yielded: Cell<Option<Wait>>,
+    /// Descriptors of the tasks stopped by the budget: see [`Handle::hold`].
+    /// A descriptor closed and reused meanwhile only costs a spurious
+    /// resumption.
+    held: RefCell<HashSet<RawFd>>,
     /// Tasks spawned while another task ran; the scheduler moves them to
     /// the back of `tasks` after every poll (the seed's `tasks.append`).
     spawned: RefCell<Vec<Task>>,
@@ -119,6 +124,14 @@ impl Handle {
     /// Sleeps until `until`; with `None`, until shutdown resumes every task.
     pub(crate) fn sleep(&self, fd: RawFd, until: Option<Instant>) -> Park<'_> {
         self.wait(Reason::Sleep(fd), until)
+    }
+
+    /// Marks the task about to park on `fd` as stopped by the server's
+    /// budget of buffered replies, which other connections free without
+    /// any readiness on `fd`: the scheduler also resumes it once the budget
+    /// has room, looking every [`RECHECK`] while any task is marked.
+    pub(crate) fn hold(&self, fd: RawFd) {
+        self.shared.held.borrow_mut().insert(fd);
     }
 
     /// Lets every other ready task run first.
@@ -183,11 +196,24 @@ pub(crate) struct Scheduler {
     interests: Vec<Interest>,
     /// Reused between readiness calls, to save an allocation per loop.
     ready: Vec<RawFd>,
+    /// Whether the server's budget of buffered replies has room, for the
+    /// tasks marked by [`Handle::hold`]. While any is marked and it has
+    /// none, a wake-up every [`RECHECK`] costs one readiness call and this.
+    budget_room: Box<dyn Fn() -> bool>,
+    /// The longest wait while tasks are marked by [`Handle::hold`]:
+    /// [`RECHECK`], doubled after each wake-up that finds the budget still
+    /// spent, up to [`RECHECK_MOST`]. Every wake-up is a readiness call over
+    /// every descriptor, so a budget spent for long costs a few calls a
+    /// second rather than 200; a task then resumes at most 80 ms late.
+    recheck: Duration,
 }
+
+/// The longest [`Scheduler::recheck`].
+const RECHECK_MOST: Duration = Duration::from_millis(80);
 
 impl Scheduler {
     /// An empty scheduler waiting with `poller`, woken through `wake`.
-    pub(crate) fn new(poller: Poller, wake: Arc<WakePipe>) -> Self {
+    pub(crate) fn new(poller: Poller, wake: Arc<WakePipe>, budget_room: Box<dyn Fn() -> bool>) -> Self {
         Scheduler {
             tasks: VecDeque::new(),
             recv_wait: HashMap::new(),
@@ -201,6 +227,8 @@ impl Scheduler {
             handle: Handle::default(),
             interests: Vec::new(),
             ready: Vec::new(),
+            budget_room,
+            recheck: RECHECK,
         }
     }
 
@@ -306,11 +334,18 @@ impl Scheduler {
     /// wake pipe is written, then moves every task that may go on to `tasks`:
     /// the seed's `select(recv_wait, send_wait, [])` loop.
     fn wait_for_readiness(&mut self) -> io::Result<()> {
+        let holding = !self.handle.shared.held.borrow().is_empty();
         let timeout = if self.yielded.is_empty() {
-            self.deadlines.first().map(|(until, _)| until.saturating_duration_since(Instant::now()))
+            let next =
+                self.deadlines.first().map(|(until, _)| until.saturating_duration_since(Instant::now()));
+            match (next, holding) {
+                (Some(next), true) => Some(next.min(self.recheck)),
+                (None, true) => Some(self.recheck),
+                (next, false) => next,
+            }
         } else {
             // Yielded tasks are ready: only look, do not wait.
-            Some(std::time::Duration::ZERO)
+            Some(Duration::ZERO)
         };
         let mut interests = std::mem::take(&mut self.interests);
         interests.clear();
@@ -343,6 +378,17 @@ impl Scheduler {
             if let Some(task) = self.unpark(fd) {
                 self.tasks.push_back(task);
             }
+        }
+        if holding && (self.budget_room)() {
+            let held = std::mem::take(&mut *self.handle.shared.held.borrow_mut());
+            for fd in held {
+                if let Some(task) = self.unpark(fd) {
+                    self.tasks.push_back(task);
+                }
+            }
+            self.recheck = RECHECK;
+        } else if holding {
+            self.recheck = (self.recheck * 2).min(RECHECK_MOST);
         }
         self.tasks.extend(self.yielded.drain(..));
         Ok(())

@@ -48,7 +48,8 @@ pub(crate) fn serve(
     wake: Arc<WakePipe>,
     poller: Poller,
 ) {
-    let mut scheduler = Scheduler::new(poller, wake);
+    let (budget, limit) = (Arc::clone(&stats), config.max_buffered);
+    let mut scheduler = Scheduler::new(poller, wake, Box::new(move || budget.budget().room(limit) > 0));
     let handle = scheduler.handle();
     let server =
         Rc::new(ServerState { handle: handle.clone(), config, stats, signal: Arc::clone(&signal), poller });
@@ -96,8 +97,6 @@ async fn tcp_server(server: Rc<ServerState>, listener: TcpListener) {
 }
 
 impl ServerState {
-    /// Serves a freshly accepted connection, or closes it at once when it
-    /// cannot be served.
     fn start(self: &Rc<Self>, stream: TcpStream, peer: SocketAddr, refusals: &mut RefusalLog) {
         let fd = stream.as_raw_fd();
         if self.poller == Poller::Select && !sys::fits_select(fd) {
@@ -171,6 +170,12 @@ async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Conn
             Ok(Step::Blocked) => {
                 let until = earliest(idle_deadline, server.signal.deadline());
                 let handle = &server.handle;
+                if conn.waits_for_budget() {
+                    // Other connections free the budget without any
+                    // readiness here: the scheduler resumes this task
+                    // once it has room (see `Handle::hold`).
+                    handle.hold(fd);
+                }
                 match conn.interest() {
                     Interest::Both => handle.readable_or_writable(fd, until).await,
                     Interest::Read => handle.readable(fd, until).await,

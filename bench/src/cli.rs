@@ -44,6 +44,36 @@ pub fn idle_timeout(text: &str) -> Result<Duration, String> {
     Ok(parsed)
 }
 
+/// Parses a size in bytes: a number, optionally followed by `B`, `KiB`,
+/// `MiB` or `GiB` (any case), such as `65536`, `64KiB` or `256MiB`.
+pub fn size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kib" => 10,
+        "mib" => 20,
+        "gib" => 30,
+        _ => return Err(format!("expected a size such as 65536, 64KiB or 256MiB, not {text:?}")),
+    };
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("expected a size such as 65536, 64KiB or 256MiB, not {text:?}"))?;
+    number.checked_mul(1 << shift).ok_or_else(|| format!("{text} is too large"))
+}
+
+/// Parses `--max-buffered`: a [`size`] of at least the high watermark,
+/// below which a single connection could not fill its own watermark.
+pub fn max_buffered(text: &str) -> Result<usize, String> {
+    let parsed = size(text)?;
+    let watermark = ServerConfig::default().high_watermark;
+    if parsed < watermark {
+        return Err(format!("at least {} KiB, the high watermark", watermark >> 10));
+    }
+    Ok(parsed)
+}
+
 /// The seed's address, loopback only: exposing the server on every interface
 /// takes an explicit `--addr 0.0.0.0:25000`.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:25000";
@@ -201,6 +231,17 @@ pub struct ServerArgs {
     /// Close connections that sent nothing for this long (e.g. 30s) [default: never].
     #[arg(long, value_parser = idle_timeout)]
     pub idle_timeout: Option<Duration>,
+
+    /// Memory for replies, summed over all connections (every thread),
+    /// past which connections with replies pending stop reading until
+    /// their clients read some (e.g. 64MiB; at least the 64 KiB high
+    /// watermark). The default, 256 MiB, is about 2,000 connections each
+    /// at its worst case under the watermarks (128 KiB); past that, clients
+    /// that do not read only push the server toward the out-of-memory
+    /// killer. A connection with nothing pending may still read 64 bytes'
+    /// worth, so the bound is about SIZE + 64 B per connection.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = max_buffered)]
+    pub max_buffered: usize,
 }
 
 impl ServerArgs {
@@ -215,6 +256,7 @@ impl ServerArgs {
             threads: self.threads,
             max_connections: self.max_connections,
             idle_timeout: self.idle_timeout,
+            max_buffered: self.max_buffered,
         }
     }
 
@@ -286,7 +328,7 @@ impl ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// Check the server listening there, instead of starting `--backend`.
-    #[arg(short, long, conflicts_with_all = ["backend", "threads", "poller", "max_connections", "idle_timeout"])]
+    #[arg(short, long, conflicts_with_all = ["backend", "threads", "poller", "max_connections", "idle_timeout", "max_buffered"])]
     pub addr: Option<SocketAddr>,
 
     /// Run only the cases whose name contains this.
@@ -304,7 +346,7 @@ pub struct CheckArgs {
 pub struct LoadArgs {
     /// Load the server listening there, instead of starting `--backend` as a
     /// child process (whose CPU time and memory are then reported too).
-    #[arg(short, long, conflicts_with_all = ["backend", "threads", "poller", "max_connections", "idle_timeout", "pin"])]
+    #[arg(short, long, conflicts_with_all = ["backend", "threads", "poller", "max_connections", "idle_timeout", "max_buffered", "pin"])]
     pub addr: Option<SocketAddr>,
 
     /// Connections held open for the whole run.
@@ -532,6 +574,8 @@ mod tests {
             "9",
             "--idle-timeout",
             "1s 500ms",
+            "--max-buffered",
+            "3MiB",
         ])
         .unwrap();
         let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
@@ -542,5 +586,17 @@ mod tests {
         .unwrap();
         let Some(Command::Serve(again)) = again.command else { panic!("not serve") };
         assert_eq!(again.server.spec(), spec);
+        assert_eq!(spec.max_buffered, 3 << 20);
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(size("65536"), Ok(65536));
+        assert_eq!(size("64KiB"), Ok(64 << 10));
+        assert_eq!(size("256 mib"), Ok(256 << 20));
+        assert_eq!(size("1GiB"), Ok(1 << 30));
+        assert!(size("").is_err() && size("MiB").is_err() && size("12MB").is_err() && size("-1").is_err());
+        assert!(size("99999999999999999999GiB").is_err());
+        assert!(max_buffered("0").is_err() && max_buffered("64KiB").is_ok());
     }
 }

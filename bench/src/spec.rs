@@ -31,6 +31,8 @@ pub struct ServerSpec {
     pub max_connections: Option<usize>,
     /// Close connections idle for this long; `None` never does.
     pub idle_timeout: Option<Duration>,
+    /// The server-wide budget of buffered reply bytes (`--max-buffered`).
+    pub max_buffered: usize,
 }
 
 impl ServerSpec {
@@ -45,6 +47,7 @@ impl ServerSpec {
             threads: 1,
             max_connections: None,
             idle_timeout: None,
+            max_buffered: echo_core::budget::DEFAULT_MAX_BUFFERED,
         }
     }
 
@@ -73,6 +76,7 @@ impl ServerSpec {
             threads: self.threads,
             max_connections: self.max_connections.unwrap_or(defaults.max_connections),
             idle_timeout: self.idle_timeout,
+            max_buffered: self.max_buffered,
             ..defaults
         }
     }
@@ -98,6 +102,8 @@ impl ServerSpec {
             self.threads.to_string(),
             "--poller".to_owned(),
             self.poller.to_string(),
+            "--max-buffered".to_owned(),
+            self.max_buffered.to_string(),
         ];
         if let Some(max) = self.max_connections {
             args.extend(["--max-connections".to_owned(), max.to_string()]);

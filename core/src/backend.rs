@@ -46,6 +46,11 @@ pub struct ServerConfig {
     pub high_watermark: usize,
     /// Resume reading once buffered output falls to this.
     pub low_watermark: usize,
+    /// Bytes held for replies across all connections (every thread) past
+    /// which connections with replies pending stop reading: see
+    /// [`crate::budget`]. At least `high_watermark` makes sense; the
+    /// command line refuses less.
+    pub max_buffered: usize,
 }
 
 /// Descriptors kept back from the connection limit for the listener, the
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
             idle_timeout: None,
             high_watermark: 64 * 1024,
             low_watermark: 32 * 1024,
+            max_buffered: crate::budget::DEFAULT_MAX_BUFFERED,
         }
     }
 }

@@ -5,10 +5,16 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::backend::ServerConfig;
+use crate::budget::FLOOR;
 use crate::protocol::{Mode, PREFIX, Session};
 use crate::stats::Stats;
+
+/// An output buffer this small is kept when idle whatever the budget says:
+/// giving it back would only cost an allocation per round trip.
+const SMALL_BUFFER: usize = 4 * 1024;
 
 /// The largest read a backend does at once outside `got` mode. In `got` mode
 /// reads are `read_size` bytes, as in the seed, so each read is one reply.
@@ -63,6 +69,20 @@ pub struct Connection {
     paused: bool,
     /// No more input will be read: the peer closed, failed, or we are draining.
     read_closed: bool,
+    /// The server-wide budget of buffered reply bytes (the count itself is
+    /// in `stats`, shared by every connection).
+    max_buffered: usize,
+    /// The bytes this connection has counted in the budget: always the
+    /// capacity of its output buffer (which holds its pending replies) once
+    /// a call returns, and given back whole when it is dropped, so the
+    /// shared count never leaks.
+    ///
+    /// Capacity rather than pending bytes, because that is the memory: a
+    /// session keeps its buffer (up to 128 KiB) once everything is sent,
+    /// ready for the next burst, and with many connections filling the
+    /// budget in turn, each would otherwise keep a watermark's worth that
+    /// nothing counts.
+    accounted: usize,
     bytes_in: u64,
     bytes_out: u64,
     reason: Option<CloseReason>,
@@ -92,6 +112,8 @@ impl Connection {
             low_watermark: config.low_watermark.min(config.high_watermark),
             paused: false,
             read_closed: false,
+            max_buffered: config.max_buffered,
+            accounted: 0,
             bytes_in: 0,
             bytes_out: 0,
             reason: None,
@@ -104,9 +126,10 @@ impl Connection {
     }
 
     /// The most bytes to read at once now: what the reply to them can take
-    /// without the pending output passing the high watermark, allowing for
-    /// the mode's worst case (in `line` mode every byte may be a `\n`,
-    /// answered with five), but always at least one byte and at most
+    /// without the pending output passing the high watermark, nor the
+    /// server's buffered replies passing `max_buffered`, allowing for the
+    /// mode's worst case (in `line` mode every byte may be a `\n`, answered
+    /// with five), but always at least one byte and at most
     /// [`Connection::read_buffer_len`].
     ///
     /// Checking the watermark only after a whole read would let one read of
@@ -114,16 +137,55 @@ impl Connection {
     /// connection's output under twice the high watermark (the watermark,
     /// plus one reply, plus at most one long line completed by the read),
     /// whatever the client sends.
+    ///
+    /// The server's budget ([`crate::budget`]) limits it too: the reply
+    /// must fit in the budget's room plus the spare capacity of this
+    /// connection's own buffer, which is already counted. A connection
+    /// with replies pending reads only while something fits (see
+    /// [`Connection::wants_read`]); one with nothing pending may always
+    /// read for [`FLOOR`] bytes of reply, so that clients that never read
+    /// cannot starve the others for ever.
+    ///
+    /// So the bytes counted stay under `max_buffered + connections × FLOOR`
+    /// plus what a read in flight adds when a buffer grows: a buffer
+    /// doubles, so a read may take a connection's count past the room by
+    /// up to its buffer's size (at most about twice the high watermark);
+    /// after that the budget is spent and nobody reads more than its floor.
+    /// Threads that look at the same room at once may each do that, so
+    /// with T threads: `max_buffered + connections × FLOOR + T × 2 ×
+    /// (high watermark + one reply)`. In `line` mode a partial line is not
+    /// a reply and is not counted (the session caps it at `max_line`); the
+    /// read that completes it queues its reply whole.
     pub fn read_limit(&self) -> usize {
-        let room = self.high_watermark.saturating_sub(self.session.pending().len());
-        let fits = match self.session.mode() {
+        self.fits(self.room()).clamp(1, self.max_read)
+    }
+
+    /// The reply bytes this connection may queue now: under its watermark,
+    /// and within [`Connection::budget_room`].
+    fn room(&self) -> usize {
+        let pending = self.session.pending().len();
+        self.high_watermark.saturating_sub(pending).min(self.budget_room())
+    }
+
+    /// The reply bytes the server's budget lets this connection queue now:
+    /// the budget's room plus its own buffer's spare capacity (already
+    /// counted), or its floor when nothing is pending.
+    fn budget_room(&self) -> usize {
+        let pending = self.session.pending().len();
+        let room = self.stats.budget().room(self.max_buffered) + self.accounted.saturating_sub(pending);
+        if pending == 0 { room.max(FLOOR) } else { room }
+    }
+
+    /// The most bytes whose reply takes at most `room` bytes, in the worst
+    /// case of the mode.
+    fn fits(&self, room: usize) -> usize {
+        match self.session.mode() {
             Mode::Raw => room,
             // One read is one piece: the bytes and one prefix.
             Mode::Got => room.saturating_sub(PREFIX.len()),
             // Each byte may end a line: a prefix and the byte.
             Mode::Line => room / (PREFIX.len() + 1),
-        };
-        fits.clamp(1, self.max_read)
+        }
     }
 
     /// The most [`Connection::read_limit`] ever says: the size to give a
@@ -132,10 +194,33 @@ impl Connection {
         self.max_read
     }
 
-    /// Whether the backend should read now: input is still open and pending
-    /// output is under the watermarks.
+    /// Whether the backend should read now: input is still open, pending
+    /// output is under the watermarks, and the server's budget has room or
+    /// nothing is pending here (see [`Connection::read_limit`]).
     pub fn wants_read(&self) -> bool {
-        !self.read_closed && !self.paused
+        !self.read_closed && !self.paused && !self.waits_for_budget()
+    }
+
+    /// Whether reading stopped only because the server's budget of
+    /// buffered replies is spent (and this connection has replies pending).
+    ///
+    /// Other connections free the budget without any event on this socket,
+    /// so a backend must look again by itself: a task parks on
+    /// [`Connection::poll_budget`], an event loop retries after
+    /// [`RECHECK`](crate::budget::RECHECK). Writing this connection's own
+    /// replies resumes it as well, as it does a paused one.
+    pub fn waits_for_budget(&self) -> bool {
+        !self.read_closed
+            && !self.paused
+            && !self.session.pending().is_empty()
+            && self.fits(self.budget_room()) == 0
+    }
+
+    /// `Ready` once the server's budget has room; otherwise `cx`'s waker is
+    /// woken when another connection frees some. `key` is the caller's, kept
+    /// between polls (see [`Budget::poll_room`](crate::Budget::poll_room)).
+    pub fn poll_budget(&self, key: &mut Option<u64>, cx: &Context<'_>) -> Poll<()> {
+        self.stats.budget().poll_room(self.max_buffered, key, cx)
     }
 
     /// Which ways to wait on the socket now, for a connection that is not
@@ -144,10 +229,13 @@ impl Connection {
     /// is paused or closed and replies are pending, [`Interest::Both`] while
     /// both are wanted.
     ///
-    /// Never neither: core pauses reading only while more than the high
-    /// watermark of replies is pending, and writing them is what resumes it,
-    /// so a connection that is not finished always wants to read or to
-    /// write. (A finished one is closed, not waited on; it says `Read`.)
+    /// Never neither: core pauses reading only while replies are pending
+    /// (more than the high watermark, or any while the server's budget is
+    /// spent), and writing them is what resumes it, so a connection that is
+    /// not finished always wants to read or to write. (A finished one is
+    /// closed, not waited on; it says `Read`.) A connection stopped by the
+    /// budget also resumes when others free it, which no readiness reports:
+    /// see [`Connection::waits_for_budget`].
     pub fn interest(&self) -> Interest {
         debug_assert!(!self.is_finished(), "a finished connection is closed, not waited on");
         match (self.wants_read(), self.wants_write()) {
@@ -177,6 +265,7 @@ impl Connection {
     pub fn received(&mut self, data: &[u8]) {
         if data.is_empty() {
             self.session.finish();
+            self.account();
             self.read_closed = true;
             self.reason.get_or_insert(CloseReason::PeerClosed);
             return;
@@ -184,6 +273,7 @@ impl Connection {
         self.bytes_in += data.len() as u64;
         self.stats.record_in(data.len());
         self.session.receive(data);
+        self.account();
         // Only reply bytes count: they are what a client that does not read
         // makes pile up. A partial line is capped at `max_line` by the
         // session itself, and must not pause reading, or a long line could
@@ -196,6 +286,20 @@ impl Connection {
     /// Records that the first `n` bytes of [`Connection::pending`] were written.
     pub fn wrote(&mut self, n: usize) {
         self.session.advance(n);
+        self.account();
+        // A session keeps its buffer once everything is sent, ready for the
+        // next burst, and the budget counts it. While more than half of the
+        // budget is in use that would take room from connections with
+        // replies to queue, so the buffer is given back instead; buffers
+        // kept idle are then never more than about half the budget. (The
+        // usual case, every benchmark's, keeps it.)
+        if self.session.pending().is_empty()
+            && self.accounted > SMALL_BUFFER
+            && self.stats.budget().used() > self.max_buffered / 2
+        {
+            self.session.release_buffer();
+            self.account();
+        }
         self.bytes_out += n as u64;
         self.stats.record_out(n);
         if self.paused && self.session.pending().len() <= self.low_watermark {
@@ -257,12 +361,30 @@ impl Connection {
         // `is_finished` true so the backend closes the socket.
         let n = self.session.pending().len();
         self.session.advance(n);
+        self.session.release_buffer();
+        self.account();
+    }
+
+    /// Brings this connection's share of the server's budget to its
+    /// output buffer's capacity, after any call that changed it.
+    fn account(&mut self) {
+        let now = self.session.capacity();
+        let budget = self.stats.budget();
+        if now > self.accounted {
+            budget.take(now - self.accounted);
+        } else {
+            budget.release(self.accounted - now);
+        }
+        self.accounted = now;
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         let reason = self.reason.unwrap_or(CloseReason::Shutdown);
+        // Replies never written (a drain cut short, a task dropped with its
+        // runtime) leave the budget with the connection.
+        self.stats.budget().release(std::mem::take(&mut self.accounted));
         self.stats.record_close(matches!(reason, CloseReason::Error(_)));
         tracing::debug!(
             peer = %self.peer,
@@ -419,6 +541,116 @@ mod tests {
         conn.received(b"abc");
         conn.drain();
         assert_eq!(conn.interest(), Interest::Write);
+    }
+
+    fn budget_config(mode: Mode, max_buffered: usize) -> ServerConfig {
+        ServerConfig { mode, max_buffered, ..ServerConfig::default() }
+    }
+
+    /// What the connections hold for replies: what the budget must count.
+    fn held(conns: &[&Connection]) -> usize {
+        conns.iter().map(|c| c.session.capacity()).sum()
+    }
+
+    #[test]
+    fn the_budget_counts_reply_buffers_and_never_leaks() {
+        let stats = Arc::new(Stats::default());
+        let config = budget_config(Mode::Got, 1 << 20);
+        let mut a = Connection::admit(peer(), &config, &stats).unwrap();
+        let mut b = Connection::admit(peer(), &config, &stats).unwrap();
+        a.received(b"Hello");
+        b.received(b"abc");
+        assert_eq!(stats.budget().used(), held(&[&a, &b]));
+        assert!(stats.budget().used() >= 9 + 7);
+        a.wrote(4);
+        assert_eq!(stats.budget().used(), held(&[&a, &b]));
+        // Aborted with replies pending: its buffer leaves the budget at once.
+        b.abort(CloseReason::Error(io::ErrorKind::ConnectionReset));
+        assert_eq!(stats.budget().used(), held(&[&a]));
+        drop(b);
+        assert_eq!(stats.budget().used(), held(&[&a]));
+        // Dropped with replies pending (a task dropped with its runtime).
+        drop(a);
+        assert_eq!(stats.budget().used(), 0);
+
+        // End of input in `line` mode queues the tail's reply; a drain
+        // keeps it counted until written, and a small buffer stays counted
+        // until the connection is dropped.
+        let mut c = Connection::admit(peer(), &budget_config(Mode::Line, 1 << 20), &stats).unwrap();
+        c.received(b"tail");
+        assert_eq!(stats.budget().used(), 0, "a partial line is not a reply");
+        c.received(b"");
+        assert!(stats.budget().used() >= 8);
+        c.drain();
+        c.wrote(8);
+        assert_eq!(stats.budget().used(), held(&[&c]));
+        drop(c);
+        assert_eq!(stats.budget().used(), 0);
+    }
+
+    #[test]
+    fn a_spent_budget_stops_reading_until_another_connection_frees_it() {
+        const BUDGET: usize = 160 * 1024;
+        let stats = Arc::new(Stats::default());
+        let config = budget_config(Mode::Raw, BUDGET);
+        let mut a = Connection::admit(peer(), &config, &stats).unwrap();
+        let mut b = Connection::admit(peer(), &config, &stats).unwrap();
+        // `a` fills its watermark, then stops for its own reasons.
+        while a.wants_read() {
+            let n = a.read_limit();
+            a.received(&vec![1; n]);
+        }
+        assert!(!a.waits_for_budget(), "paused at its watermark, not by the budget");
+        assert_eq!(stats.budget().used(), held(&[&a]));
+        // `b` may read only what is left of the budget, then stops.
+        b.received(b"x");
+        while b.wants_read() {
+            let n = b.read_limit();
+            b.received(&vec![2; n]);
+        }
+        let used = stats.budget().used();
+        assert_eq!(used, held(&[&a, &b]));
+        assert!(used >= BUDGET, "stopped with room left: {used}");
+        assert!(b.pending().len() < 64 * 1024, "stopped by the budget, under its watermark");
+        assert!(b.waits_for_budget() && !b.wants_read());
+        assert_eq!(b.interest(), Interest::Write, "writing its own replies resumes it");
+
+        // A third connection with nothing pending may still read its floor.
+        let mut c = Connection::admit(peer(), &config, &stats).unwrap();
+        assert!(c.wants_read());
+        assert_eq!(c.read_limit(), FLOOR);
+        c.received(&[3; FLOOR]);
+        assert!(!c.wants_read(), "its floor read left replies pending and no room");
+        assert_eq!(stats.budget().used(), used + FLOOR);
+
+        // `a`'s client reads everything: with the budget pressed, `a` gives
+        // its buffer back, and the others may read again.
+        a.wrote(a.pending().len());
+        assert_eq!(stats.budget().used(), held(&[&b, &c]));
+        assert!(b.wants_read() && c.wants_read());
+        assert!(!b.waits_for_budget());
+        drop((a, b, c));
+        assert_eq!(stats.budget().used(), 0);
+    }
+
+    #[test]
+    fn the_budget_allows_for_the_modes_expansion() {
+        let stats = Arc::new(Stats::default());
+        let config = budget_config(Mode::Line, 1000);
+        let mut a = Connection::admit(peer(), &config, &stats).unwrap();
+        a.received(b"\n");
+        // Room for 995 more bytes, counting the buffer's spare capacity: at
+        // most 199 newlines, five bytes each.
+        assert_eq!((a.pending().len(), stats.budget().used()), (5, 8));
+        assert_eq!(a.read_limit(), 199);
+        while a.wants_read() {
+            let n = a.read_limit();
+            a.received(&vec![b'\n'; n]);
+        }
+        assert!(a.waits_for_budget());
+        // The buffer's growth (doubling) may pass the budget once.
+        assert!(stats.budget().used() < 2 * 1000);
+        assert_eq!(stats.budget().used(), held(&[&a]));
     }
 
     #[test]

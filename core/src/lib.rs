@@ -21,6 +21,7 @@
 
 pub mod accept;
 pub mod backend;
+pub mod budget;
 pub mod buffer;
 pub mod conformance;
 pub mod connection;
@@ -32,6 +33,7 @@ pub mod tasks;
 
 pub use accept::{AcceptBackoff, set_nodelay};
 pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, WakeFn, nothing_to_wake};
+pub use budget::Budget;
 pub use connection::{CloseReason, Connection, Interest};
 pub use listener::bind;
 pub use protocol::{Mode, Session};

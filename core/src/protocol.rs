@@ -122,6 +122,15 @@ impl Session {
 
     /// Takes bytes read from the peer and queues their reply.
     pub fn receive(&mut self, input: &[u8]) {
+        // Reuse the room of replies already sent rather than grow the
+        // buffer past them: moving what is pending costs no more than the
+        // copy a reallocation makes, and the buffer stays the size of what
+        // is pending (which the watermarks and the server's budget bound),
+        // not that plus up to 64 KiB already sent.
+        if self.sent > 0 && self.out.len() + input.len() > self.out.capacity() {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
         match self.mode {
             Mode::Raw => self.out.extend_from_slice(input),
             // A read larger than `read_size` is answered as several reads
@@ -207,6 +216,20 @@ impl Session {
             // Most of the buffer is already sent: move the rest to the front
             // so a peer that reads slowly does not make the buffer grow.
             self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+    }
+
+    /// The output buffer's capacity: the memory it holds for replies.
+    pub fn capacity(&self) -> usize {
+        self.out.capacity()
+    }
+
+    /// Gives the output buffer's memory back if nothing is pending, instead
+    /// of keeping up to 128 KiB of it for the next burst.
+    pub fn release_buffer(&mut self) {
+        if self.pending().is_empty() {
+            self.out = Vec::new();
             self.sent = 0;
         }
     }

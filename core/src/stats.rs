@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::budget::Budget;
+
 /// Live counters of one server, shared by its threads.
 ///
 /// Backends never touch these fields directly: [`crate::Connection`] counts
@@ -18,6 +20,10 @@ pub struct Stats {
     bytes_out: AtomicU64,
     errors: AtomicU64,
     accept_errors: AtomicU64,
+    /// Reply bytes buffered across the server's connections, against
+    /// `--max-buffered`: shared through the `Arc<Stats>` every backend
+    /// already hands each connection.
+    budget: Budget,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -55,6 +61,11 @@ impl Stats {
             errors: self.errors.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
         }
+    }
+
+    /// The server-wide count of buffered reply bytes.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     /// Connections open now.

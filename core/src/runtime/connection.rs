@@ -102,61 +102,72 @@ async fn pump<R: Runtime>(
     let mut budget = TURN_BUDGET;
     // Set after a short read: see `poll_step`.
     let mut await_input = false;
+    // This task's place among the budget's waiters: see below.
+    let mut budget_key = None;
     loop {
         let event = poll_fn(|cx| {
-            loop {
-                if conn.is_finished() {
-                    return Poll::Ready(Event::Finished);
+            'turn: loop {
+                loop {
+                    if conn.is_finished() {
+                        return Poll::Ready(Event::Finished);
+                    }
+                    if shutdown.is_some_and(ShutdownSignal::is_triggered) {
+                        return Poll::Ready(Event::Stop);
+                    }
+                    match poll_step::<R>(stream, conn, &mut await_input, cx) {
+                        Poll::Ready(Ok(progress)) => {
+                            // Input read or replies written: either way the
+                            // peer is there, so a client that reads slowly what
+                            // it asked for is not idle (like nginx's
+                            // `send_timeout`).
+                            if let (true, Some(idle)) = (progress, idle) {
+                                idle_at = Instant::now().checked_add(idle);
+                            }
+                            budget -= 1;
+                            if budget == 0 {
+                                budget = TURN_BUDGET;
+                                return Poll::Ready(Event::Spent);
+                            }
+                        }
+                        Poll::Ready(Err(err)) => return Poll::Ready(Event::Failed(err)),
+                        Poll::Pending => break,
+                    }
                 }
-                if shutdown.is_some_and(ShutdownSignal::is_triggered) {
+                budget = TURN_BUDGET;
+                // Stopped reading because other connections spent the server's
+                // budget: their writes free it with no event on this socket, so
+                // the budget itself wakes the task. Room that came back in the
+                // meantime means another turn now.
+                if conn.waits_for_budget() && conn.poll_budget(&mut budget_key, cx).is_ready() {
+                    continue 'turn;
+                }
+                // About to wait: a trigger must wake the task as well.
+                if stop.as_mut().as_pin_mut().is_some_and(|stop| stop.poll(cx).is_ready()) {
                     return Poll::Ready(Event::Stop);
                 }
-                match poll_step::<R>(stream, conn, &mut await_input, cx) {
-                    Poll::Ready(Ok(progress)) => {
-                        // Input read or replies written: either way the
-                        // peer is there, so a client that reads slowly what
-                        // it asked for is not idle (like nginx's
-                        // `send_timeout`).
-                        if let (true, Some(idle)) = (progress, idle) {
-                            idle_at = Instant::now().checked_add(idle);
-                        }
-                        budget -= 1;
-                        if budget == 0 {
-                            budget = TURN_BUDGET;
-                            return Poll::Ready(Event::Spent);
+                // Only looked at when the socket has nothing to do: while bytes
+                // move, input keeps coming or the peer is reading its replies.
+                while let Some(sleep) = timer.as_mut().as_pin_mut() {
+                    if sleep.poll(cx).is_pending() {
+                        break;
+                    }
+                    let Some(mut at) = idle_at else { break };
+                    let now = Instant::now();
+                    if now >= at {
+                        // Replies the peer made room for, without telling us.
+                        match conn.write_if_idle(&*stream) {
+                            Ok(false) => return Poll::Ready(Event::Idle),
+                            Err(err) => return Poll::Ready(Event::Failed(err)),
+                            Ok(true) => {
+                                let Some(next) = idle.and_then(|idle| now.checked_add(idle)) else { break };
+                                (idle_at, at) = (Some(next), next);
+                            }
                         }
                     }
-                    Poll::Ready(Err(err)) => return Poll::Ready(Event::Failed(err)),
-                    Poll::Pending => break,
+                    timer.set(Some(R::sleep_until(at)));
                 }
+                return Poll::Pending;
             }
-            budget = TURN_BUDGET;
-            // About to wait: a trigger must wake the task as well.
-            if stop.as_mut().as_pin_mut().is_some_and(|stop| stop.poll(cx).is_ready()) {
-                return Poll::Ready(Event::Stop);
-            }
-            // Only looked at when the socket has nothing to do: while bytes
-            // move, input keeps coming or the peer is reading its replies.
-            while let Some(sleep) = timer.as_mut().as_pin_mut() {
-                if sleep.poll(cx).is_pending() {
-                    break;
-                }
-                let Some(mut at) = idle_at else { break };
-                let now = Instant::now();
-                if now >= at {
-                    // Replies the peer made room for, without telling us.
-                    match conn.write_if_idle(&*stream) {
-                        Ok(false) => return Poll::Ready(Event::Idle),
-                        Err(err) => return Poll::Ready(Event::Failed(err)),
-                        Ok(true) => {
-                            let Some(next) = idle.and_then(|idle| now.checked_add(idle)) else { break };
-                            (idle_at, at) = (Some(next), next);
-                        }
-                    }
-                }
-                timer.set(Some(R::sleep_until(at)));
-            }
-            Poll::Pending
         })
         .await;
         match event {
