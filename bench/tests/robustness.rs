@@ -421,8 +421,7 @@ fn budget_freed_resumes_a_stopped_connection(backend: &[String]) -> io::Result<(
     let hog = connect_small_buffers(server.addr)?;
     let hog_sent = common::write_until_stalled(std::slice::from_ref(&hog), 0, LEN)?[0];
     let waiter = connect_small_buffers(server.addr)?;
-    let waiter_sent = common::write_until_stalled(std::slice::from_ref(&waiter), 1, LEN)?[0];
-    let read_before = server_read(server.addr, &waiter, waiter_sent)?;
+    let (waiter_sent, read_before) = write_until_server_stops(server.addr, &waiter, 1, LEN)?;
     eprintln!(
         "{backend:?}: hog sent {hog_sent}, waiter sent {waiter_sent}, of which the server read {read_before}"
     );
@@ -443,6 +442,40 @@ fn budget_freed_resumes_a_stopped_connection(backend: &[String]) -> io::Result<(
     );
     resumed?;
     read_back(waiter, 1, waiter_sent)
+}
+
+/// Writes client `id`'s pattern on `client` until the server stops reading
+/// it: the client stalled, and the server's count of what it read did not
+/// move while it did. A connection with nothing pending may still read a
+/// little at a time (the budget's floor) while the kernel takes its
+/// replies, so one stall of the client is not enough on a loaded machine:
+/// the server may be trickling behind it. Returns the bytes sent and read.
+fn write_until_server_stops(
+    server: SocketAddr,
+    client: &TcpStream,
+    id: usize,
+    limit: usize,
+) -> io::Result<(usize, usize)> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut sent = 0;
+    let mut read = usize::MAX;
+    loop {
+        let base = sent;
+        sent += common::write_until_stalled_with(
+            std::slice::from_ref(client),
+            limit - sent,
+            |_, offset, buf| {
+                for (j, b) in buf.iter_mut().enumerate() {
+                    *b = pattern(id, base + offset + j);
+                }
+            },
+        )?[0];
+        let now_read = server_read(server, client, sent)?;
+        if now_read == read || sent == limit || Instant::now() > deadline {
+            return Ok((sent, now_read));
+        }
+        read = now_read;
+    }
 }
 
 /// How much of the `sent` bytes `client` wrote the server has read: what
