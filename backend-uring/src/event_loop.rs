@@ -84,6 +84,7 @@ impl EventLoop {
     }
 
     fn serve(&mut self) -> io::Result<()> {
+        self.ring.enable()?;
         self.ring.push_wake(self.wake.as_fd());
         self.accept();
         if let Some(idle) = self.config.idle_timeout {

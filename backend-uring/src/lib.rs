@@ -66,7 +66,7 @@
 //!
 //! # fn main() -> std::io::Result<()> {
 //! let listener = echo_core::bind("127.0.0.1:0".parse().unwrap())?;
-//! let server = UringBackend.spawn(listener, &ServerConfig::default())?;
+//! let server = UringBackend::default().spawn(listener, &ServerConfig::default())?;
 //!
 //! let mut client = TcpStream::connect(server.local_addr())?;
 //! client.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -109,7 +109,25 @@ const RING_ENTRIES: u32 = 1024;
 
 /// The io_uring backend: `threads` rings, each accepting for itself.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct UringBackend;
+pub struct UringBackend {
+    /// Which io_uring features to use; [`Design::Full`] falls back to
+    /// [`Design::Basic`] by itself where the kernel lacks one of them.
+    pub design: Design,
+}
+
+/// How much of io_uring's newer machinery a ring uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Design {
+    /// Everything this kernel offers that pays (see the crate docs), each
+    /// ring falling back to [`Design::Basic`], with one log line saying
+    /// what is missing, where the kernel refuses any of it.
+    #[default]
+    Full,
+    /// The plain completion model of any io_uring kernel: single-shot
+    /// accept, receive and send, a read buffer per connection. Forced, it
+    /// lets the fallback be tested (and measured) on a kernel that has it all.
+    Basic,
+}
 
 impl Backend for UringBackend {
     fn name(&self) -> &'static str {
@@ -126,8 +144,22 @@ impl Backend for UringBackend {
         // `io::Error` for the caller.
         let mut loops = Vec::new();
         let mut eventfds = Vec::new();
+        let mut full = self.design == Design::Full;
         for _ in 0..config.threads.max(1) {
-            let ring = Ring::new(RING_ENTRIES)?;
+            let ring = if full {
+                match Ring::full(RING_ENTRIES) {
+                    Ok(ring) => ring,
+                    Err(missing) => {
+                        // Logged once, by the first ring: the others go
+                        // straight to the basic design.
+                        tracing::warn!(%missing, "io_uring lacks a feature; using the basic design");
+                        full = false;
+                        Ring::basic(RING_ENTRIES)?
+                    }
+                }
+            } else {
+                Ring::basic(RING_ENTRIES)?
+            };
             let eventfd = Arc::new(File::from(ring::eventfd()?));
             loops.push(EventLoop::new(
                 ring,

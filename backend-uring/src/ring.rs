@@ -84,6 +84,8 @@ struct AcceptAddr {
 /// One io_uring and the ring-wide buffers its operations use.
 pub(crate) struct Ring {
     uring: IoUring,
+    /// Made with `IORING_SETUP_R_DISABLED`, not yet enabled by its thread.
+    disabled: bool,
     /// Submissions pushed whose completion has not been reaped. Every
     /// operation used here is single-shot: one submission, one completion.
     in_flight: usize,
@@ -117,10 +119,18 @@ const NEEDED: [(u8, &str); 7] = [
     (opcode::AsyncCancel::CODE, "async-cancel"),
 ];
 
+/// The first of the [`NEEDED`] opcodes `uring`'s kernel lacks, if any.
+fn missing_op(uring: &IoUring) -> io::Result<Option<&'static str>> {
+    let mut probe = Probe::new();
+    uring.submitter().register_probe(&mut probe)?;
+    Ok(NEEDED.iter().find(|(code, _)| !probe.is_supported(*code)).map(|(_, name)| *name))
+}
+
 impl Ring {
-    /// A ring with room for `entries` queued submissions, or a clear error
-    /// where the kernel has no (usable) io_uring.
-    pub(crate) fn new(entries: u32) -> io::Result<Ring> {
+    /// The plain ring any io_uring kernel offers, with room for `entries`
+    /// queued submissions, or a clear error where the kernel has no (usable)
+    /// io_uring.
+    pub(crate) fn basic(entries: u32) -> io::Result<Ring> {
         let uring = IoUring::new(entries).map_err(|err| match err.raw_os_error() {
             Some(libc::ENOSYS | libc::EPERM | libc::EACCES) => io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -128,19 +138,50 @@ impl Ring {
             ),
             _ => io::Error::new(err.kind(), format!("cannot create an io_uring: {err}")),
         })?;
-        let mut probe = Probe::new();
         let unsupported = |what: String| {
             io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("io_uring on this kernel lacks {what}: use another backend"),
             )
         };
-        uring.submitter().register_probe(&mut probe).map_err(|e| unsupported(format!("probing ({e})")))?;
-        if let Some((_, name)) = NEEDED.iter().find(|(code, _)| !probe.is_supported(*code)) {
+        if let Some(name) = missing_op(&uring).map_err(|e| unsupported(format!("probing ({e})")))? {
             return Err(unsupported(format!("the {name} operation")));
         }
-        Ok(Ring {
+        Ok(Ring::with(uring, false))
+    }
+
+    /// The ring of the full design, or what this kernel lacks for it.
+    ///
+    /// `IORING_SETUP_SINGLE_ISSUER` lets the kernel skip the locking a ring
+    /// shared between threads needs; `IORING_SETUP_DEFER_TASKRUN` runs the
+    /// completion work of this ring's operations only when the loop asks
+    /// for completions (inside its `io_uring_enter` with `GETEVENTS`, which
+    /// [`Ring::submit_and_wait`] always passes), in one batch, instead of
+    /// interrupting the thread whenever a socket becomes ready. Both need
+    /// every submission to come from one thread: the ring is made here
+    /// disabled (`IORING_SETUP_R_DISABLED`) and [`Ring::enable`]d by the
+    /// thread that then owns it, which the kernel takes as its one issuer.
+    pub(crate) fn full(entries: u32) -> Result<Ring, String> {
+        let uring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_r_disabled()
+            .build(entries)
+            .map_err(|e| {
+                format!("IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (Linux 6.1): {e}")
+            })?;
+        match missing_op(&uring) {
+            Ok(None) => {}
+            Ok(Some(name)) => return Err(format!("the {name} operation")),
+            Err(e) => return Err(format!("probing ({e})")),
+        }
+        Ok(Ring::with(uring, true))
+    }
+
+    fn with(uring: IoUring, disabled: bool) -> Ring {
+        Ring {
             uring,
+            disabled,
             in_flight: 0,
             accept_addr: Box::new(AcceptAddr {
                 // SAFETY: `sockaddr_storage` is plain old data; all zeroes
@@ -154,7 +195,17 @@ impl Ring {
             timespecs: [(); 3].map(|()| Box::new(types::Timespec::new())),
             timer_busy: [false; 3],
             backlog: VecDeque::new(),
-        })
+        }
+    }
+
+    /// Makes the calling thread the ring's one issuer (full design); the
+    /// first thing its loop does. Nothing for a basic ring.
+    pub(crate) fn enable(&mut self) -> io::Result<()> {
+        if self.disabled {
+            self.uring.submitter().register_enable_rings()?;
+            self.disabled = false;
+        }
+        Ok(())
     }
 
     /// Operations submitted (or queued) whose completion is not reaped yet.
