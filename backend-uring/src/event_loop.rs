@@ -148,6 +148,7 @@ impl EventLoop {
     }
 
     fn accepted(&mut self, done: Completion) {
+        let more = done.more();
         match done.into_accepted() {
             Ok((fd, peer)) => {
                 self.backoff.succeeded();
@@ -156,10 +157,14 @@ impl EventLoop {
                     // there is nothing to flush. Dropping closes it.
                     return;
                 }
+                // A multishot accept still armed makes this a no-op.
                 self.accept();
                 self.adopt(TcpStream::from(fd), peer);
             }
-            Err(err) if err.raw_os_error() == Some(libc::ECANCELED) => {}
+            Err(err) if err.raw_os_error() == Some(libc::ECANCELED) => {
+                // Cancelled to back off (see below) or for shutdown; the
+                // retry timer re-arms it in the first case.
+            }
             Err(err) => {
                 if self.draining {
                     return;
@@ -167,8 +172,15 @@ impl EventLoop {
                 match self.backoff.failed(&err, &self.stats) {
                     // Out of descriptors or memory: re-arming at once would
                     // fail again at once (the connection waits in the
-                    // backlog), so wait on a timer instead of spinning.
-                    Some(delay) => self.ring.push_timer(Timer::Retry, delay),
+                    // backlog), so wait on a timer instead of spinning. A
+                    // multishot accept that stayed armed is cancelled, so
+                    // the back-off holds for it too.
+                    Some(delay) => {
+                        if more {
+                            self.ring.push_cancel(Token::ring(Op::Accept));
+                        }
+                        self.ring.push_timer(Timer::Retry, delay);
+                    }
                     None => self.accept(),
                 }
             }
@@ -180,7 +192,8 @@ impl EventLoop {
     fn adopt(&mut self, socket: TcpStream, peer: Option<SocketAddr>) {
         let peer = match peer {
             Some(peer) => peer,
-            // Not IPv4 or IPv6, which a TCP listener never gives; ask.
+            // A multishot accept writes no address (and a basic one gives
+            // `None` for a family other than IPv4 or IPv6): ask the socket.
             None => match socket.peer_addr() {
                 Ok(peer) => peer,
                 Err(err) => {

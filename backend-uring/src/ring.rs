@@ -28,7 +28,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::time::Duration;
 
-use io_uring::{IoUring, Probe, opcode, squeue, types};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
 use crate::token::{Op, Timer, Token};
 
@@ -43,7 +43,12 @@ pub(crate) struct Completion {
     result: i32,
     /// For an accept: the peer's address, read from the ring's buffer when
     /// the completion was reaped, before the next accept can overwrite it.
+    /// A multishot accept has no such buffer and leaves it `None`.
     peer: Option<SocketAddr>,
+    /// A multishot operation stays armed after this completion
+    /// (`IORING_CQE_F_MORE`); without it, it has ended and must be posted
+    /// again to go on.
+    more: bool,
 }
 
 impl Completion {
@@ -59,6 +64,11 @@ impl Completion {
         } else {
             Ok(self.result as usize)
         }
+    }
+
+    /// Whether the operation stays armed (multishot) after this completion.
+    pub(crate) fn more(&self) -> bool {
+        self.more
     }
 
     /// The accepted socket and its peer, taken once: the completion is
@@ -86,8 +96,11 @@ pub(crate) struct Ring {
     uring: IoUring,
     /// Made with `IORING_SETUP_R_DISABLED`, not yet enabled by its thread.
     disabled: bool,
-    /// Submissions pushed whose completion has not been reaped. Every
-    /// operation used here is single-shot: one submission, one completion.
+    /// The full design: multishot operations, see [`Ring::full`].
+    full: bool,
+    /// Submissions pushed whose last completion has not been reaped. A
+    /// single-shot operation has one completion; a multishot one, many, the
+    /// last without `IORING_CQE_F_MORE`.
     in_flight: usize,
     accept_addr: Box<AcceptAddr>,
     accept_busy: bool,
@@ -182,6 +195,7 @@ impl Ring {
         Ring {
             uring,
             disabled,
+            full: disabled,
             in_flight: 0,
             accept_addr: Box::new(AcceptAddr {
                 // SAFETY: `sockaddr_storage` is plain old data; all zeroes
@@ -269,14 +283,31 @@ impl Ring {
         }
     }
 
-    /// Accepts one connection on `listener`, writing the peer's address into
-    /// the ring's buffer. Does nothing if an accept is already in flight.
+    /// Accepts on `listener`. Does nothing if an accept is already armed.
     ///
-    /// The caller keeps `listener` open until the completion; closing it
-    /// early is not a memory error (the kernel holds its own reference once
-    /// submitted) but would make the accept act on whatever took its number.
+    /// A full ring posts one multishot accept, which completes once per
+    /// connection and stays armed until it fails or is cancelled (a
+    /// completion without [`Completion::more`]); it writes no peer address,
+    /// so the caller asks the socket. A basic ring accepts one connection,
+    /// writing the peer's address into the ring's buffer.
+    ///
+    /// The caller keeps `listener` open until the last completion; closing
+    /// it early is not a memory error (the kernel holds its own reference
+    /// once submitted) but would make the accept act on whatever took its
+    /// number.
     pub(crate) fn push_accept(&mut self, listener: BorrowedFd<'_>) {
         if self.accept_busy {
+            return;
+        }
+        let user_data = Token::ring(Op::Accept).user_data();
+        if self.full {
+            let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(user_data);
+            // SAFETY: a multishot accept points to no memory of ours.
+            unsafe { self.push(entry) };
+            self.accept_busy = true;
             return;
         }
         let addr = &mut *self.accept_addr;
@@ -288,7 +319,7 @@ impl Ring {
         )
         .flags(libc::SOCK_CLOEXEC)
         .build()
-        .user_data(Token::ring(Op::Accept).user_data());
+        .user_data(user_data);
         // SAFETY: `accept_addr` is a box owned by the ring: its address is
         // stable, and it is neither read nor written while `accept_busy`
         // (cleared only when the completion is reaped). If the ring is
@@ -407,13 +438,17 @@ impl Ring {
     /// ring's own buffers free again.
     pub(crate) fn reap(&mut self, out: &mut Vec<Completion>) {
         for cqe in self.uring.completion() {
-            self.in_flight = self.in_flight.saturating_sub(1);
+            let more = cqueue::more(cqe.flags());
+            if !more {
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
             let token = Token::from_user_data(cqe.user_data());
             let mut peer = None;
             match token.op() {
+                Some(Op::Accept) if more => {}
                 Some(Op::Accept) => {
                     self.accept_busy = false;
-                    if cqe.result() >= 0 {
+                    if cqe.result() >= 0 && !self.full {
                         peer = decode(&self.accept_addr);
                     }
                 }
@@ -425,7 +460,7 @@ impl Ring {
                 }
                 _ => {}
             }
-            out.push(Completion { token, result: cqe.result(), peer });
+            out.push(Completion { token, result: cqe.result(), peer, more });
         }
     }
 }
