@@ -109,11 +109,16 @@ impl EventLoop {
         }
     }
 
-    fn complete(&mut self, done: Completion, now: Option<Instant>) {
+    fn complete(&mut self, mut done: Completion, now: Option<Instant>) {
         let token = done.token();
         match token.op() {
             Some(Op::Accept) => self.accepted(done),
-            Some(Op::Recv | Op::Send) => self.conn_completed(token, &done, now),
+            Some(Op::Recv | Op::Send) => {
+                self.conn_completed(token, &mut done, now);
+                // A provided buffer nobody took (its connection is gone or
+                // failed) goes back to the kernel all the same.
+                self.ring.recycle(&mut done);
+            }
             // The wake-up only ends the wait; the signal is checked on
             // every pass. It is re-armed unless shutdown has begun.
             Some(Op::Wake) => {
@@ -215,7 +220,7 @@ impl EventLoop {
         };
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let mut conn = Conn::new(socket, state, key, generation);
+        let mut conn = Conn::new(socket, state, key, generation, self.ring.provides_buffers());
         match conn.drive(&mut self.ring) {
             Next::Wait => {
                 entry.insert(conn);
@@ -224,14 +229,14 @@ impl EventLoop {
         }
     }
 
-    fn conn_completed(&mut self, token: Token, done: &Completion, now: Option<Instant>) {
+    fn conn_completed(&mut self, token: Token, done: &mut Completion, now: Option<Instant>) {
         let key = token.key();
         let Some(conn) = self.conns.get_mut(key) else { return };
         if !conn.owns(token) {
             return;
         }
         if token.op() == Some(Op::Recv) {
-            conn.on_recv(done, now);
+            conn.on_recv(done, &mut self.ring, now);
         } else {
             conn.on_send(done, now);
         }

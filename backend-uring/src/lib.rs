@@ -8,9 +8,11 @@
 //! options or install signal handlers. It runs on Linux only, with a kernel
 //! that has io_uring (5.6 or later, not disabled by `io_uring_disabled`);
 //! elsewhere [`UringBackend`]'s `spawn` returns an error that says to use
-//! another backend. It uses no SQPOLL thread, registered files or provided
-//! buffer rings: the point is the plain completion model, comparable with the
-//! readiness backends beside it.
+//! another backend. Where the kernel offers them (Linux 6.1 and later), it
+//! uses single-issuer rings with deferred task work, a multishot accept and
+//! multishot receives from a ring of provided buffers ([`Design::Full`]);
+//! elsewhere, or when [`Design::Basic`] is asked for, it falls back to the
+//! plain completion model with one log line. It uses no SQPOLL thread.
 //!
 //! # Completion, not readiness
 //!
@@ -107,6 +109,16 @@ use crate::ring::Ring;
 /// any overflow rather than drop it.
 const RING_ENTRIES: u32 = 1024;
 
+/// The size of a ring's provided buffers: in `got` mode one read of the
+/// protocol (`read_size`), so one completion is one reply; otherwise the
+/// largest the ring offers.
+fn provided_len(config: &ServerConfig) -> usize {
+    match config.mode {
+        echo_core::Mode::Got => config.read_size.clamp(1, ring::BUF_MAX),
+        echo_core::Mode::Line | echo_core::Mode::Raw => ring::BUF_MAX,
+    }
+}
+
 /// The io_uring backend: `threads` rings, each accepting for itself.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UringBackend {
@@ -147,7 +159,7 @@ impl Backend for UringBackend {
         let mut full = self.design == Design::Full;
         for _ in 0..config.threads.max(1) {
             let ring = if full {
-                match Ring::full(RING_ENTRIES) {
+                match Ring::full(RING_ENTRIES, provided_len(config)) {
                     Ok(ring) => ring,
                     Err(missing) => {
                         // Logged once, by the first ring: the others go
@@ -184,5 +196,83 @@ impl Backend for UringBackend {
         });
         let workers = loops.into_iter().map(|event_loop| move || event_loop.run());
         Server::start_threads(local_addr, stats, signal, wake, "echo-uring", workers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use echo_core::{Backend, Mode, ServerConfig};
+
+    use super::{Design, UringBackend, ring};
+
+    /// Waits up to five seconds for `done`.
+    #[track_caller]
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Every provided buffer is back in its ring after ordinary echoes, a
+    /// client that floods without reading (paused, stashed, cancelled), a
+    /// reset, a half-close, and after shutdown with a connection mid-stream.
+    #[test]
+    fn provided_buffers_all_come_back() -> std::io::Result<()> {
+        if let Err(missing) = ring::Ring::full(8, 1000) {
+            eprintln!("skipped: this kernel's io_uring lacks {missing}");
+            return Ok(());
+        }
+        for mode in [Mode::Got, Mode::Line] {
+            let config = ServerConfig { mode, threads: 2, ..ServerConfig::default() };
+            let listener = echo_core::bind("127.0.0.1:0".parse().unwrap())?;
+            let server = UringBackend { design: Design::Full }.spawn(listener, &config)?;
+            let addr = server.local_addr();
+
+            // Echoes, read back whole.
+            for _ in 0..4 {
+                let mut client = TcpStream::connect(addr)?;
+                client.write_all(b"hello\n")?;
+                client.shutdown(Shutdown::Write)?;
+                let mut reply = Vec::new();
+                client.read_to_end(&mut reply)?;
+                assert!(reply.starts_with(b"GOT:"), "{reply:?}");
+            }
+            // A flood that pauses reading, then is read back.
+            let mut flood = TcpStream::connect(addr)?;
+            let input = vec![b'\n'; 1 << 20];
+            let writer = {
+                let mut flood = flood.try_clone()?;
+                thread::spawn(move || {
+                    flood.write_all(&input)?;
+                    flood.shutdown(Shutdown::Write)
+                })
+            };
+            let mut reply = Vec::new();
+            flood.read_to_end(&mut reply)?;
+            writer.join().expect("the writer")?;
+            // A reset: unread replies in the client's buffer when it closes.
+            {
+                let mut reset = TcpStream::connect(addr)?;
+                reset.write_all(&[b'x'; 64 * 1024])?;
+            }
+            wait_for("every connection to close", || server.stats().active == 0);
+            assert!(ring::buffers_taken() > 256, "{mode:?}: the provided buffers were hardly used");
+            assert_eq!(ring::buffers_lent(), 0, "{mode:?}: buffers lent after the connections closed");
+
+            // Shutdown with a connection still sending.
+            let mut busy = TcpStream::connect(addr)?;
+            busy.write_all(&[b'y'; 8 * 1024])?;
+            wait_for("the busy connection", || server.stats().active == 1);
+            server.shutdown(Duration::from_millis(200));
+            assert_eq!(ring::buffers_lent(), 0, "{mode:?}: buffers lent after shutdown");
+        }
+        Ok(())
     }
 }
