@@ -60,6 +60,15 @@ pub(crate) struct Conn {
     /// The multishot receive was cancelled because reading paused; it is
     /// re-armed once its last completion came and reading resumed.
     recv_paused: bool,
+    /// Shutdown is draining this connection: once its replies are flushed
+    /// it lingers (see [`Conn::lingering`]) instead of closing at once.
+    draining: bool,
+    /// Every reply was written and the write side shut down (a FIN after
+    /// the replies); input is read and thrown away until the send queue is
+    /// empty, the peer closes or the drain deadline passes.
+    linger: bool,
+    /// The lingering is over: the connection closes.
+    linger_done: bool,
 }
 
 /// Hands `data` to `state` in slices of at most `read_limit` bytes, each
@@ -99,6 +108,9 @@ impl Conn {
             stash: Vec::new(),
             eof_pending: false,
             recv_paused: false,
+            draining: false,
+            linger: false,
+            linger_done: false,
         }
     }
 
@@ -121,6 +133,18 @@ impl Conn {
         // on delivering, a cancel is asked again (the kernel refuses one
         // that finds the receive busy completing, `EALREADY`).
         self.recv_paused = false;
+        if self.linger {
+            match done.result() {
+                // Input after the replies: read only so that closing does
+                // not reset the connection, and thrown away.
+                Ok(n) if n > 0 => {}
+                Err(err)
+                    if matches!(err.raw_os_error(), Some(libc::ECANCELED | libc::ENOBUFS | libc::EINTR)) => {}
+                // The peer closed too, or failed: nothing left to wait for.
+                _ => self.linger_done = true,
+            }
+            return;
+        }
         match done.result() {
             Ok(_) if self.dead => {}
             // The end of input: the core answers any unterminated tail and
@@ -199,6 +223,35 @@ impl Conn {
         moved
     }
 
+    /// Shutdown began: read nothing more, flush what is owed, then linger.
+    pub(crate) fn drain(&mut self) {
+        self.state.drain();
+        self.draining = true;
+    }
+
+    /// Whether the connection waits, its replies flushed and its write side
+    /// shut down, for the peer to acknowledge them: the event loop then
+    /// polls its send queue ([`Conn::delivered`]) on a short timer.
+    ///
+    /// Closing a socket with unread input makes Linux send a reset, which
+    /// throws away replies still in the send queue; so a draining
+    /// connection whose client still sends closes only once its queue is
+    /// empty (every reply and the FIN acknowledged), the peer closes, an
+    /// error, or the drain deadline.
+    pub(crate) fn lingering(&self) -> bool {
+        self.linger && !self.linger_done && !self.dead
+    }
+
+    /// At the linger timer: ends the lingering if the peer acknowledged
+    /// everything sent. Returns whether it did.
+    pub(crate) fn delivered(&mut self) -> bool {
+        let Some(socket) = &self.socket else { return false };
+        if crate::ring::send_queue(socket.as_fd()).is_some_and(|queued| queued == 0) {
+            self.linger_done = true;
+        }
+        self.linger_done
+    }
+
     /// Closes the connection for `reason` (a failure included), replies
     /// pending or not.
     pub(crate) fn abort(&mut self, reason: CloseReason) {
@@ -212,6 +265,23 @@ impl Conn {
     /// the high watermark, so a client that never reads costs no more), or,
     /// once finished, the cancellation of whatever is still in flight.
     pub(crate) fn drive(&mut self, ring: &mut Ring) -> Next {
+        if self.state.is_finished() && self.draining && !self.dead && !self.linger_done {
+            let Some(socket) = &self.socket else { return Next::Close };
+            if !self.linger {
+                self.stash = Vec::new();
+                self.eof_pending = false;
+                match socket.shutdown(std::net::Shutdown::Write) {
+                    Ok(()) => self.linger = true,
+                    Err(_) => self.linger_done = true,
+                }
+            }
+            if self.linger && !self.linger_done {
+                // A paused multishot receive is re-armed once its cancel
+                // completed; a single-shot one after each completion.
+                ring.push_recv(socket.as_fd(), &mut self.bufs, usize::MAX);
+                return Next::Wait;
+            }
+        }
         let busy = self.bufs.recv_busy() || self.bufs.send_busy();
         if self.state.is_finished() {
             if !busy {

@@ -12,7 +12,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use echo_core::{AcceptBackoff, CloseReason, Connection, ServerConfig, ShutdownSignal, Stats};
 use slab::Slab;
@@ -46,7 +46,17 @@ pub(crate) struct EventLoop {
     expired: bool,
     /// The ring-wide operations were cancelled, the last step before exit.
     winding_down: bool,
+    /// The linger timer's current delay.
+    linger_delay: Duration,
 }
+
+/// The first look at a lingering connection's send queue: on loopback the
+/// peer's acknowledgement comes within microseconds.
+const LINGER_FIRST: Duration = Duration::from_millis(1);
+
+/// The longest wait between two looks, so a connection closes at most
+/// this long after its peer acknowledged everything.
+const LINGER_MAX: Duration = Duration::from_millis(50);
 
 impl EventLoop {
     /// A loop serving `listener` (its own descriptor of it) on `ring`.
@@ -72,6 +82,7 @@ impl EventLoop {
             draining: false,
             expired: false,
             winding_down: false,
+            linger_delay: LINGER_FIRST,
         }
     }
 
@@ -130,6 +141,7 @@ impl EventLoop {
                 Some(Timer::Idle) if done_expired(&done) => self.close_idle(),
                 Some(Timer::Retry) if done_expired(&done) && !self.draining => self.accept(),
                 Some(Timer::Drain) if done_expired(&done) => self.expire(),
+                Some(Timer::Linger) if done_expired(&done) => self.check_lingering(),
                 // Cancelled at shutdown.
                 _ => {}
             },
@@ -249,6 +261,29 @@ impl EventLoop {
         if conn.drive(&mut self.ring) == Next::Close {
             let conn = self.conns.remove(key);
             close(&mut self.ring, conn);
+        } else if conn.lingering() && !self.ring.timer_busy(Timer::Linger) {
+            self.linger_delay = LINGER_FIRST;
+            self.ring.push_timer(Timer::Linger, self.linger_delay);
+        }
+    }
+
+    /// The linger timer: closes the lingering connections whose peer
+    /// acknowledged every reply, and looks again later (the delay doubling
+    /// up to [`LINGER_MAX`]) while any is left.
+    fn check_lingering(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().filter(|(_, c)| c.lingering()).map(|(key, _)| key).collect();
+        let mut left = false;
+        for key in keys {
+            let delivered = self.conns.get_mut(key).is_some_and(Conn::delivered);
+            if delivered {
+                self.drive(key);
+            } else {
+                left = true;
+            }
+        }
+        if left && !self.ring.timer_busy(Timer::Linger) {
+            self.linger_delay = (self.linger_delay * 2).min(LINGER_MAX);
+            self.ring.push_timer(Timer::Linger, self.linger_delay);
         }
     }
 
@@ -270,7 +305,7 @@ impl EventLoop {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.state.drain();
+                conn.drain();
             }
             self.drive(key);
         }
@@ -312,7 +347,7 @@ impl EventLoop {
             if self.ring.wake_busy() {
                 self.ring.push_cancel(Token::ring(Op::Wake));
             }
-            for timer in [Timer::Drain, Timer::Retry, Timer::Idle] {
+            for timer in [Timer::Drain, Timer::Retry, Timer::Idle, Timer::Linger] {
                 if self.ring.timer_busy(timer) {
                     self.ring.push_cancel(Token::timer(timer));
                 }

@@ -123,8 +123,8 @@ pub(crate) struct Ring {
     wake_buf: Box<[u8; 8]>,
     wake_busy: bool,
     /// One timespec per [`Timer`], in a box each so the address is stable.
-    timespecs: [Box<types::Timespec>; 3],
-    timer_busy: [bool; 3],
+    timespecs: [Box<types::Timespec>; Timer::COUNT],
+    timer_busy: [bool; Timer::COUNT],
     /// Submissions that did not fit in the submission queue yet.
     backlog: VecDeque<squeue::Entry>,
 }
@@ -229,8 +229,8 @@ impl Ring {
             accept_busy: false,
             wake_buf: Box::new([0; 8]),
             wake_busy: false,
-            timespecs: [(); 3].map(|()| Box::new(types::Timespec::new())),
-            timer_busy: [false; 3],
+            timespecs: [(); Timer::COUNT].map(|()| Box::new(types::Timespec::new())),
+            timer_busy: [false; Timer::COUNT],
             backlog: VecDeque::new(),
         }
     }
