@@ -27,17 +27,59 @@
 //!   connection that needs one, and submits them all with the wait for the
 //!   next completion in a single `io_uring_enter`.
 //! - A buffer lent to the kernel is the kernel's until the completion comes
-//!   back. Each connection owns a read buffer of `read_limit` bytes and a
-//!   send buffer; replies are copied from the `Connection` into the send
-//!   buffer before each send, because `Connection::received` may reallocate
-//!   its output while a send is still in flight. All code that lends memory
-//!   to the kernel is in one module, `ring`, the only one with `unsafe`.
+//!   back. Each connection owns a send buffer; replies are copied from the
+//!   `Connection` into it before each send, because `Connection::received`
+//!   may reallocate its output while a send is still in flight. All code
+//!   that lends memory to the kernel is in one module, `ring`, the only one
+//!   with `unsafe`.
+//!
+//! # Two designs: full, and the basic fallback
+//!
+//! [`Design::Full`], the default, uses what newer kernels offer where it
+//! pays:
+//!
+//! - Rings set up `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`
+//!   (Linux 6.1): each ring is used by one thread, so the kernel skips the
+//!   locking of a shared ring, and runs the work that completes this ring's
+//!   operations only inside the loop's own `io_uring_enter` (which always
+//!   asks for completions), in one batch, instead of interrupting the
+//!   thread whenever a socket becomes ready. The ring is made disabled and
+//!   enabled by the thread that serves it, which becomes its one issuer.
+//! - One multishot accept per ring: one submission accepts connection after
+//!   connection, re-armed when it ends; it writes no peer address, so the
+//!   address is asked of the socket. The connection limit and the accept
+//!   back-off are core's, as before: an accept error cancels the shot and
+//!   arms the retry timer.
+//! - One multishot receive per connection, from a ring of provided buffers
+//!   (`IORING_REGISTER_PBUF_RING`) shared by all the ring's connections,
+//!   256 KiB per ring, instead of a read buffer per connection (up to
+//!   64 KiB): an idle connection holds no read buffer. A completion lends
+//!   its buffer to the connection only while its bytes are copied into the
+//!   `Connection`, then it goes straight back (the rule is spelled out in
+//!   `ring.rs`). The bytes go to `Connection::received` in `read_limit`
+//!   slices, so `got` mode answers each piece of at most `read_size` bytes
+//!   exactly as if it had been read by itself (its buffers are `read_size`
+//!   bytes, up to 2 KiB). A multishot receive keeps delivering whatever the
+//!   core wants, so when the connection pauses at the high watermark (or
+//!   drains) it is cancelled; what arrives before the cancel lands (about
+//!   one wake-up's worth, at most 32 buffers) is stashed in the connection
+//!   and fed, before anything newer, once reading resumes, and the receive
+//!   is re-armed after that.
+//!
+//! Where the kernel refuses any of it (an older kernel, `EINVAL` from the
+//! setup flags, a buffer ring that cannot be registered), the first ring
+//! logs one warning saying what is missing and every ring runs
+//! [`Design::Basic`]: single-shot accept and receives, each connection
+//! with a read buffer of `read_limit` bytes. [`Design::Basic`] can also be
+//! asked for (`echo-bench serve --backend uring --poller poll`), so that
+//! the tests run both designs on any kernel, and `compare` shows them side
+//! by side (`uring` and `uring-basic`).
 //!
 //! # Threads and the listener
 //!
 //! [`ServerConfig::threads`] = N runs N rings, each on its own thread. Each
 //! ring gets its own descriptor of the one listening socket (`try_clone`)
-//! and keeps one accept posted on it. The kernel hands each new connection
+//! and keeps one accept (multishot, in the full design) posted on it. The kernel hands each new connection
 //! to exactly one waiting accept (io_uring waits on a listener exclusively,
 //! so there is no thundering herd), and that ring serves the connection for
 //! its whole life. Waiters queue in turn, so bursts spread over the rings;
@@ -50,10 +92,17 @@
 //! [`Server::shutdown`] writes each ring's eventfd, on which every ring keeps
 //! a read posted, so each ring wakes. A ring then cancels its accept and
 //! closes its listener descriptor once the accept has completed, stops
-//! reading, flushes what it owes until everything is written or the drain
-//! deadline (a timeout operation) passes, cancels the operations of what is
-//! left and closes it, and waits for every completion, so the kernel holds
-//! no pointer into memory about to be freed. Then the thread returns, and
+//! reading, and flushes what it owes until everything is written or the
+//! drain deadline (a timeout operation) passes. A connection whose replies
+//! are all written shuts down its write side (a FIN after the replies) and
+//! stays open, reading and throwing input away, until its send queue is
+//! empty (`SIOCOUTQ`, looked at on a timer from 1 ms doubling to 50 ms,
+//! only while such connections exist), the peer closes, an error or the
+//! deadline: closing a socket with unread input makes Linux send a reset,
+//! which would throw away replies still queued. Then the ring cancels the
+//! operations of what is left, closes it, and waits for every completion,
+//! so the kernel holds no pointer into memory about to be freed (the
+//! provided buffers included, which all are back in their ring by then). Then the thread returns, and
 //! `shutdown` returns once every thread has been joined.
 //!
 //! # Example

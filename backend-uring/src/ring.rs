@@ -15,6 +15,16 @@
 //!   them only once the matching [`Completion`] is presented, and which leaks
 //!   them rather than free them if it is dropped with an operation still in
 //!   flight;
+//! - the provided buffers of multishot receives (full design) live in the
+//!   ring's [`BufRing`], under a strict rule of ownership: the kernel's while
+//!   published; lent to us by the completion that names one, only for as
+//!   long as [`Ring::with_received`] hands its bytes to the connection,
+//!   which copies them into its `Connection` (replies are built in the
+//!   `Connection`'s own output, never pointing into the buffer) or into its
+//!   stash; then published again at once, before the pass goes on. A
+//!   completion nobody takes gives its buffer back unread
+//!   ([`Ring::recycle`]), so no buffer outlives the pass that reaped it, on
+//!   close, reset and shutdown alike;
 //! - [`Ring`] leaks its own buffers the same way if it is dropped before
 //!   every completion was reaped.
 //!
