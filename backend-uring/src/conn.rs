@@ -76,6 +76,11 @@ pub(crate) struct Conn {
 /// exactly as if each had been read by itself), while the core wants input;
 /// the rest goes to `stash`, after whatever is already there.
 fn feed(state: &mut Connection, stash: &mut Vec<u8>, mut data: &[u8]) {
+    // The common case, one read that fits: no loop, no stash.
+    if stash.is_empty() && state.wants_read() && data.len() <= state.read_limit() {
+        state.received(data);
+        return;
+    }
     if stash.is_empty() {
         while !data.is_empty() && state.wants_read() {
             let (now, rest) = data.split_at(data.len().min(state.read_limit()));
