@@ -47,12 +47,61 @@ pub(crate) struct Conn {
     /// The socket's send queue at the last idle deadline, to tell whether
     /// the peer took replies since.
     send_queue: Option<u32>,
+    /// Input a multishot receive delivered that the connection could not
+    /// take yet (reading paused at the high watermark mid-completion): fed
+    /// before anything newer, once reading resumes. Bounded by what arrives
+    /// between the pause and the end of the receive, which is cancelled at
+    /// once: in practice what the kernel receives for one wake-up of the
+    /// socket, up to 32 provided buffers (64 KiB), and never more than the
+    /// ring's pool.
+    stash: Vec<u8>,
+    /// End of input arrived behind stashed bytes: handed over after them.
+    eof_pending: bool,
+    /// The multishot receive was cancelled because reading paused; it is
+    /// re-armed once its last completion came and reading resumed.
+    recv_paused: bool,
+    /// Shutdown is draining this connection: once its replies are flushed
+    /// it lingers (see [`Conn::lingering`]) instead of closing at once.
+    draining: bool,
+    /// Every reply was written and the write side shut down (a FIN after
+    /// the replies); input is read and thrown away until the send queue is
+    /// empty, the peer closes or the drain deadline passes.
+    linger: bool,
+    /// The lingering is over: the connection closes.
+    linger_done: bool,
+}
+
+/// Hands `data` to `state` in slices of at most `read_limit` bytes, each
+/// one read as far as the protocol is concerned (so `got` mode answers
+/// exactly as if each had been read by itself), while the core wants input;
+/// the rest goes to `stash`, after whatever is already there.
+fn feed(state: &mut Connection, stash: &mut Vec<u8>, mut data: &[u8]) {
+    // The common case, one read that fits: no loop, no stash.
+    if stash.is_empty() && state.wants_read() && data.len() <= state.read_limit() {
+        state.received(data);
+        return;
+    }
+    if stash.is_empty() {
+        while !data.is_empty() && state.wants_read() {
+            let (now, rest) = data.split_at(data.len().min(state.read_limit()));
+            state.received(now);
+            data = rest;
+        }
+    }
+    stash.reserve_exact(data.len());
+    stash.extend_from_slice(data);
 }
 
 impl Conn {
     /// A connection in slab slot `key`, of generation `generation`.
-    pub(crate) fn new(socket: TcpStream, state: Connection, key: u32, generation: u32) -> Conn {
-        let bufs = IoBuffers::new(key, generation, state.read_buffer_len());
+    pub(crate) fn new(
+        socket: TcpStream,
+        state: Connection,
+        key: u32,
+        generation: u32,
+        provided: bool,
+    ) -> Conn {
+        let bufs = IoBuffers::new(key, generation, state.read_buffer_len(), provided);
         Conn {
             socket: Some(socket),
             state,
@@ -61,6 +110,12 @@ impl Conn {
             cancelled: false,
             last_progress: Instant::now(),
             send_queue: None,
+            stash: Vec::new(),
+            eof_pending: false,
+            recv_paused: false,
+            draining: false,
+            linger: false,
+            linger_done: false,
         }
     }
 
@@ -71,18 +126,57 @@ impl Conn {
     }
 
     /// A receive completed. `now` is set when the idle timeout is on.
-    pub(crate) fn on_recv(&mut self, done: &Completion, now: Option<Instant>) {
-        let Some(result) = self.bufs.recv_done(done) else { return };
-        match result {
+    ///
+    /// With provided buffers, the bytes are in the ring's buffer named by
+    /// `done`, which goes back to the kernel before this returns (the event
+    /// loop recycles it if this does not take it).
+    pub(crate) fn on_recv(&mut self, done: &mut Completion, ring: &mut Ring, now: Option<Instant>) {
+        if !self.bufs.recv_done(done) {
+            return;
+        }
+        // Once it has ended, the receive may be armed again; while it goes
+        // on delivering, a cancel is asked again (the kernel refuses one
+        // that finds the receive busy completing, `EALREADY`).
+        self.recv_paused = false;
+        if self.linger {
+            match done.result() {
+                // Input after the replies: read only so that closing does
+                // not reset the connection, and thrown away.
+                Ok(n) if n > 0 => {}
+                Err(err)
+                    if matches!(err.raw_os_error(), Some(libc::ECANCELED | libc::ENOBUFS | libc::EINTR)) => {}
+                // The peer closed too, or failed: nothing left to wait for.
+                _ => self.linger_done = true,
+            }
+            return;
+        }
+        match done.result() {
             Ok(_) if self.dead => {}
-            Ok(data) => {
-                if let (Some(now), false) = (now, data.is_empty()) {
+            // The end of input: the core answers any unterminated tail and
+            // the connection closes once flushed; after stashed input, if
+            // there is some.
+            Ok(0) => {
+                if self.stash.is_empty() {
+                    self.state.received(&[]);
+                } else {
+                    self.eof_pending = true;
+                }
+            }
+            Ok(n) => {
+                if let Some(now) = now {
                     self.last_progress = now;
                 }
-                // An empty read is the end of input: the core answers any
-                // unterminated tail and the connection closes once flushed.
-                self.state.received(data);
+                let (state, stash) = (&mut self.state, &mut self.stash);
+                if ring.provides_buffers() {
+                    ring.with_received(done, |data| feed(state, stash, data));
+                } else {
+                    feed(state, stash, self.bufs.received(n));
+                }
             }
+            // The multishot receive ran out of provided buffers: nothing is
+            // lost; `drive` arms it again, after this pass gave its buffers
+            // back.
+            Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) && ring.provides_buffers() => {}
             Err(err) => self.on_error(err),
         }
     }
@@ -134,6 +228,35 @@ impl Conn {
         moved
     }
 
+    /// Shutdown began: read nothing more, flush what is owed, then linger.
+    pub(crate) fn drain(&mut self) {
+        self.state.drain();
+        self.draining = true;
+    }
+
+    /// Whether the connection waits, its replies flushed and its write side
+    /// shut down, for the peer to acknowledge them: the event loop then
+    /// polls its send queue ([`Conn::delivered`]) on a short timer.
+    ///
+    /// Closing a socket with unread input makes Linux send a reset, which
+    /// throws away replies still in the send queue; so a draining
+    /// connection whose client still sends closes only once its queue is
+    /// empty (every reply and the FIN acknowledged), the peer closes, an
+    /// error, or the drain deadline.
+    pub(crate) fn lingering(&self) -> bool {
+        self.linger && !self.linger_done && !self.dead
+    }
+
+    /// At the linger timer: ends the lingering if the peer acknowledged
+    /// everything sent. Returns whether it did.
+    pub(crate) fn delivered(&mut self) -> bool {
+        let Some(socket) = &self.socket else { return false };
+        if crate::ring::send_queue(socket.as_fd()).is_some_and(|queued| queued == 0) {
+            self.linger_done = true;
+        }
+        self.linger_done
+    }
+
     /// Closes the connection for `reason` (a failure included), replies
     /// pending or not.
     pub(crate) fn abort(&mut self, reason: CloseReason) {
@@ -147,6 +270,23 @@ impl Conn {
     /// the high watermark, so a client that never reads costs no more), or,
     /// once finished, the cancellation of whatever is still in flight.
     pub(crate) fn drive(&mut self, ring: &mut Ring) -> Next {
+        if self.state.is_finished() && self.draining && !self.dead && !self.linger_done {
+            let Some(socket) = &self.socket else { return Next::Close };
+            if !self.linger {
+                self.stash = Vec::new();
+                self.eof_pending = false;
+                match socket.shutdown(std::net::Shutdown::Write) {
+                    Ok(()) => self.linger = true,
+                    Err(_) => self.linger_done = true,
+                }
+            }
+            if self.linger && !self.linger_done {
+                // A paused multishot receive is re-armed once its cancel
+                // completed; a single-shot one after each completion.
+                ring.push_recv(socket.as_fd(), &mut self.bufs, usize::MAX);
+                return Next::Wait;
+            }
+        }
         let busy = self.bufs.recv_busy() || self.bufs.send_busy();
         if self.state.is_finished() {
             if !busy {
@@ -168,12 +308,28 @@ impl Conn {
             return Next::Wait;
         }
         let Some(socket) = &self.socket else { return Next::Close };
+        if !self.stash.is_empty() && self.state.wants_read() {
+            let stash = std::mem::take(&mut self.stash);
+            feed(&mut self.state, &mut self.stash, &stash);
+        }
+        if self.eof_pending && self.stash.is_empty() && self.state.wants_read() {
+            self.eof_pending = false;
+            self.state.received(&[]);
+        }
         if self.state.wants_write() {
             self.bufs.load(self.state.pending());
             ring.push_send(socket.as_fd(), &mut self.bufs);
         }
         if self.state.wants_read() {
-            ring.push_recv(socket.as_fd(), &mut self.bufs, self.state.read_limit());
+            if self.stash.is_empty() && !self.eof_pending {
+                ring.push_recv(socket.as_fd(), &mut self.bufs, self.state.read_limit());
+            }
+        } else if ring.provides_buffers() && self.bufs.recv_busy() && !self.recv_paused {
+            // A multishot receive goes on delivering whatever the core
+            // wants: paused at the high watermark (or draining), it is
+            // cancelled, and what still arrives before it ends is stashed.
+            ring.push_cancel(self.bufs.token(Op::Recv));
+            self.recv_paused = true;
         }
         Next::Wait
     }

@@ -12,7 +12,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use echo_core::{AcceptBackoff, CloseReason, Connection, ServerConfig, ShutdownSignal, Stats};
 use slab::Slab;
@@ -46,7 +46,17 @@ pub(crate) struct EventLoop {
     expired: bool,
     /// The ring-wide operations were cancelled, the last step before exit.
     winding_down: bool,
+    /// The linger timer's current delay.
+    linger_delay: Duration,
 }
+
+/// The first look at a lingering connection's send queue: on loopback the
+/// peer's acknowledgement comes within microseconds.
+const LINGER_FIRST: Duration = Duration::from_millis(1);
+
+/// The longest wait between two looks, so a connection closes at most
+/// this long after its peer acknowledged everything.
+const LINGER_MAX: Duration = Duration::from_millis(50);
 
 impl EventLoop {
     /// A loop serving `listener` (its own descriptor of it) on `ring`.
@@ -72,6 +82,7 @@ impl EventLoop {
             draining: false,
             expired: false,
             winding_down: false,
+            linger_delay: LINGER_FIRST,
         }
     }
 
@@ -84,6 +95,7 @@ impl EventLoop {
     }
 
     fn serve(&mut self) -> io::Result<()> {
+        self.ring.enable()?;
         self.ring.push_wake(self.wake.as_fd());
         self.accept();
         if let Some(idle) = self.config.idle_timeout {
@@ -108,11 +120,16 @@ impl EventLoop {
         }
     }
 
-    fn complete(&mut self, done: Completion, now: Option<Instant>) {
+    fn complete(&mut self, mut done: Completion, now: Option<Instant>) {
         let token = done.token();
         match token.op() {
             Some(Op::Accept) => self.accepted(done),
-            Some(Op::Recv | Op::Send) => self.conn_completed(token, &done, now),
+            Some(Op::Recv | Op::Send) => {
+                self.conn_completed(token, &mut done, now);
+                // A provided buffer nobody took (its connection is gone or
+                // failed) goes back to the kernel all the same.
+                self.ring.recycle(&mut done);
+            }
             // The wake-up only ends the wait; the signal is checked on
             // every pass. It is re-armed unless shutdown has begun.
             Some(Op::Wake) => {
@@ -124,6 +141,7 @@ impl EventLoop {
                 Some(Timer::Idle) if done_expired(&done) => self.close_idle(),
                 Some(Timer::Retry) if done_expired(&done) && !self.draining => self.accept(),
                 Some(Timer::Drain) if done_expired(&done) => self.expire(),
+                Some(Timer::Linger) if done_expired(&done) => self.check_lingering(),
                 // Cancelled at shutdown.
                 _ => {}
             },
@@ -147,6 +165,7 @@ impl EventLoop {
     }
 
     fn accepted(&mut self, done: Completion) {
+        let more = done.more();
         match done.into_accepted() {
             Ok((fd, peer)) => {
                 self.backoff.succeeded();
@@ -155,10 +174,14 @@ impl EventLoop {
                     // there is nothing to flush. Dropping closes it.
                     return;
                 }
+                // A multishot accept still armed makes this a no-op.
                 self.accept();
                 self.adopt(TcpStream::from(fd), peer);
             }
-            Err(err) if err.raw_os_error() == Some(libc::ECANCELED) => {}
+            Err(err) if err.raw_os_error() == Some(libc::ECANCELED) => {
+                // Cancelled to back off (see below) or for shutdown; the
+                // retry timer re-arms it in the first case.
+            }
             Err(err) => {
                 if self.draining {
                     return;
@@ -166,8 +189,15 @@ impl EventLoop {
                 match self.backoff.failed(&err, &self.stats) {
                     // Out of descriptors or memory: re-arming at once would
                     // fail again at once (the connection waits in the
-                    // backlog), so wait on a timer instead of spinning.
-                    Some(delay) => self.ring.push_timer(Timer::Retry, delay),
+                    // backlog), so wait on a timer instead of spinning. A
+                    // multishot accept that stayed armed is cancelled, so
+                    // the back-off holds for it too.
+                    Some(delay) => {
+                        if more {
+                            self.ring.push_cancel(Token::ring(Op::Accept));
+                        }
+                        self.ring.push_timer(Timer::Retry, delay);
+                    }
                     None => self.accept(),
                 }
             }
@@ -179,7 +209,8 @@ impl EventLoop {
     fn adopt(&mut self, socket: TcpStream, peer: Option<SocketAddr>) {
         let peer = match peer {
             Some(peer) => peer,
-            // Not IPv4 or IPv6, which a TCP listener never gives; ask.
+            // A multishot accept writes no address (and a basic one gives
+            // `None` for a family other than IPv4 or IPv6): ask the socket.
             None => match socket.peer_addr() {
                 Ok(peer) => peer,
                 Err(err) => {
@@ -201,7 +232,7 @@ impl EventLoop {
         };
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let mut conn = Conn::new(socket, state, key, generation);
+        let mut conn = Conn::new(socket, state, key, generation, self.ring.provides_buffers());
         match conn.drive(&mut self.ring) {
             Next::Wait => {
                 entry.insert(conn);
@@ -210,14 +241,14 @@ impl EventLoop {
         }
     }
 
-    fn conn_completed(&mut self, token: Token, done: &Completion, now: Option<Instant>) {
+    fn conn_completed(&mut self, token: Token, done: &mut Completion, now: Option<Instant>) {
         let key = token.key();
         let Some(conn) = self.conns.get_mut(key) else { return };
         if !conn.owns(token) {
             return;
         }
         if token.op() == Some(Op::Recv) {
-            conn.on_recv(done, now);
+            conn.on_recv(done, &mut self.ring, now);
         } else {
             conn.on_send(done, now);
         }
@@ -230,6 +261,29 @@ impl EventLoop {
         if conn.drive(&mut self.ring) == Next::Close {
             let conn = self.conns.remove(key);
             close(&mut self.ring, conn);
+        } else if conn.lingering() && !self.ring.timer_busy(Timer::Linger) {
+            self.linger_delay = LINGER_FIRST;
+            self.ring.push_timer(Timer::Linger, self.linger_delay);
+        }
+    }
+
+    /// The linger timer: closes the lingering connections whose peer
+    /// acknowledged every reply, and looks again later (the delay doubling
+    /// up to [`LINGER_MAX`]) while any is left.
+    fn check_lingering(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().filter(|(_, c)| c.lingering()).map(|(key, _)| key).collect();
+        let mut left = false;
+        for key in keys {
+            let delivered = self.conns.get_mut(key).is_some_and(Conn::delivered);
+            if delivered {
+                self.drive(key);
+            } else {
+                left = true;
+            }
+        }
+        if left && !self.ring.timer_busy(Timer::Linger) {
+            self.linger_delay = (self.linger_delay * 2).min(LINGER_MAX);
+            self.ring.push_timer(Timer::Linger, self.linger_delay);
         }
     }
 
@@ -251,7 +305,7 @@ impl EventLoop {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.state.drain();
+                conn.drain();
             }
             self.drive(key);
         }
@@ -293,7 +347,7 @@ impl EventLoop {
             if self.ring.wake_busy() {
                 self.ring.push_cancel(Token::ring(Op::Wake));
             }
-            for timer in [Timer::Drain, Timer::Retry, Timer::Idle] {
+            for timer in [Timer::Drain, Timer::Retry, Timer::Idle, Timer::Linger] {
                 if self.ring.timer_busy(timer) {
                     self.ring.push_cancel(Token::timer(timer));
                 }

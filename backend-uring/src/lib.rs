@@ -8,9 +8,11 @@
 //! options or install signal handlers. It runs on Linux only, with a kernel
 //! that has io_uring (5.6 or later, not disabled by `io_uring_disabled`);
 //! elsewhere [`UringBackend`]'s `spawn` returns an error that says to use
-//! another backend. It uses no SQPOLL thread, registered files or provided
-//! buffer rings: the point is the plain completion model, comparable with the
-//! readiness backends beside it.
+//! another backend. Where the kernel offers them (Linux 6.1 and later), it
+//! uses single-issuer rings with deferred task work, a multishot accept and
+//! multishot receives from a ring of provided buffers ([`Design::Full`]);
+//! elsewhere, or when [`Design::Basic`] is asked for, it falls back to the
+//! plain completion model with one log line. It uses no SQPOLL thread.
 //!
 //! # Completion, not readiness
 //!
@@ -25,17 +27,59 @@
 //!   connection that needs one, and submits them all with the wait for the
 //!   next completion in a single `io_uring_enter`.
 //! - A buffer lent to the kernel is the kernel's until the completion comes
-//!   back. Each connection owns a read buffer of `read_limit` bytes and a
-//!   send buffer; replies are copied from the `Connection` into the send
-//!   buffer before each send, because `Connection::received` may reallocate
-//!   its output while a send is still in flight. All code that lends memory
-//!   to the kernel is in one module, `ring`, the only one with `unsafe`.
+//!   back. Each connection owns a send buffer; replies are copied from the
+//!   `Connection` into it before each send, because `Connection::received`
+//!   may reallocate its output while a send is still in flight. All code
+//!   that lends memory to the kernel is in one module, `ring`, the only one
+//!   with `unsafe`.
+//!
+//! # Two designs: full, and the basic fallback
+//!
+//! [`Design::Full`], the default, uses what newer kernels offer where it
+//! pays:
+//!
+//! - Rings set up `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`
+//!   (Linux 6.1): each ring is used by one thread, so the kernel skips the
+//!   locking of a shared ring, and runs the work that completes this ring's
+//!   operations only inside the loop's own `io_uring_enter` (which always
+//!   asks for completions), in one batch, instead of interrupting the
+//!   thread whenever a socket becomes ready. The ring is made disabled and
+//!   enabled by the thread that serves it, which becomes its one issuer.
+//! - One multishot accept per ring: one submission accepts connection after
+//!   connection, re-armed when it ends; it writes no peer address, so the
+//!   address is asked of the socket. The connection limit and the accept
+//!   back-off are core's, as before: an accept error cancels the shot and
+//!   arms the retry timer.
+//! - One multishot receive per connection, from a ring of provided buffers
+//!   (`IORING_REGISTER_PBUF_RING`) shared by all the ring's connections,
+//!   256 KiB per ring, instead of a read buffer per connection (up to
+//!   64 KiB): an idle connection holds no read buffer. A completion lends
+//!   its buffer to the connection only while its bytes are copied into the
+//!   `Connection`, then it goes straight back (the rule is spelled out in
+//!   `ring.rs`). The bytes go to `Connection::received` in `read_limit`
+//!   slices, so `got` mode answers each piece of at most `read_size` bytes
+//!   exactly as if it had been read by itself (its buffers are `read_size`
+//!   bytes, up to 2 KiB). A multishot receive keeps delivering whatever the
+//!   core wants, so when the connection pauses at the high watermark (or
+//!   drains) it is cancelled; what arrives before the cancel lands (about
+//!   one wake-up's worth, at most 32 buffers) is stashed in the connection
+//!   and fed, before anything newer, once reading resumes, and the receive
+//!   is re-armed after that.
+//!
+//! Where the kernel refuses any of it (an older kernel, `EINVAL` from the
+//! setup flags, a buffer ring that cannot be registered), the first ring
+//! logs one warning saying what is missing and every ring runs
+//! [`Design::Basic`]: single-shot accept and receives, each connection
+//! with a read buffer of `read_limit` bytes. [`Design::Basic`] can also be
+//! asked for (`echo-bench serve --backend uring --poller poll`), so that
+//! the tests run both designs on any kernel, and `compare` shows them side
+//! by side (`uring` and `uring-basic`).
 //!
 //! # Threads and the listener
 //!
 //! [`ServerConfig::threads`] = N runs N rings, each on its own thread. Each
 //! ring gets its own descriptor of the one listening socket (`try_clone`)
-//! and keeps one accept posted on it. The kernel hands each new connection
+//! and keeps one accept (multishot, in the full design) posted on it. The kernel hands each new connection
 //! to exactly one waiting accept (io_uring waits on a listener exclusively,
 //! so there is no thundering herd), and that ring serves the connection for
 //! its whole life. Waiters queue in turn, so bursts spread over the rings;
@@ -48,10 +92,17 @@
 //! [`Server::shutdown`] writes each ring's eventfd, on which every ring keeps
 //! a read posted, so each ring wakes. A ring then cancels its accept and
 //! closes its listener descriptor once the accept has completed, stops
-//! reading, flushes what it owes until everything is written or the drain
-//! deadline (a timeout operation) passes, cancels the operations of what is
-//! left and closes it, and waits for every completion, so the kernel holds
-//! no pointer into memory about to be freed. Then the thread returns, and
+//! reading, and flushes what it owes until everything is written or the
+//! drain deadline (a timeout operation) passes. A connection whose replies
+//! are all written shuts down its write side (a FIN after the replies) and
+//! stays open, reading and throwing input away, until its send queue is
+//! empty (`SIOCOUTQ`, looked at on a timer from 1 ms doubling to 50 ms,
+//! only while such connections exist), the peer closes, an error or the
+//! deadline: closing a socket with unread input makes Linux send a reset,
+//! which would throw away replies still queued. Then the ring cancels the
+//! operations of what is left, closes it, and waits for every completion,
+//! so the kernel holds no pointer into memory about to be freed (the
+//! provided buffers included, which all are back in their ring by then). Then the thread returns, and
 //! `shutdown` returns once every thread has been joined.
 //!
 //! # Example
@@ -66,7 +117,7 @@
 //!
 //! # fn main() -> std::io::Result<()> {
 //! let listener = echo_core::bind("127.0.0.1:0".parse().unwrap())?;
-//! let server = UringBackend.spawn(listener, &ServerConfig::default())?;
+//! let server = UringBackend::default().spawn(listener, &ServerConfig::default())?;
 //!
 //! let mut client = TcpStream::connect(server.local_addr())?;
 //! client.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -107,9 +158,37 @@ use crate::ring::Ring;
 /// any overflow rather than drop it.
 const RING_ENTRIES: u32 = 1024;
 
+/// The size of a ring's provided buffers: in `got` mode one read of the
+/// protocol (`read_size`), so one completion is one reply; otherwise the
+/// largest the ring offers.
+fn provided_len(config: &ServerConfig) -> usize {
+    match config.mode {
+        echo_core::Mode::Got => config.read_size.clamp(1, ring::BUF_MAX),
+        echo_core::Mode::Line | echo_core::Mode::Raw => ring::BUF_MAX,
+    }
+}
+
 /// The io_uring backend: `threads` rings, each accepting for itself.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct UringBackend;
+pub struct UringBackend {
+    /// Which io_uring features to use; [`Design::Full`] falls back to
+    /// [`Design::Basic`] by itself where the kernel lacks one of them.
+    pub design: Design,
+}
+
+/// How much of io_uring's newer machinery a ring uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Design {
+    /// Everything this kernel offers that pays (see the crate docs), each
+    /// ring falling back to [`Design::Basic`], with one log line saying
+    /// what is missing, where the kernel refuses any of it.
+    #[default]
+    Full,
+    /// The plain completion model of any io_uring kernel: single-shot
+    /// accept, receive and send, a read buffer per connection. Forced, it
+    /// lets the fallback be tested (and measured) on a kernel that has it all.
+    Basic,
+}
 
 impl Backend for UringBackend {
     fn name(&self) -> &'static str {
@@ -126,8 +205,22 @@ impl Backend for UringBackend {
         // `io::Error` for the caller.
         let mut loops = Vec::new();
         let mut eventfds = Vec::new();
+        let mut full = self.design == Design::Full;
         for _ in 0..config.threads.max(1) {
-            let ring = Ring::new(RING_ENTRIES)?;
+            let ring = if full {
+                match Ring::full(RING_ENTRIES, provided_len(config)) {
+                    Ok(ring) => ring,
+                    Err(missing) => {
+                        // Logged once, by the first ring: the others go
+                        // straight to the basic design.
+                        tracing::warn!(%missing, "io_uring lacks a feature; using the basic design");
+                        full = false;
+                        Ring::basic(RING_ENTRIES)?
+                    }
+                }
+            } else {
+                Ring::basic(RING_ENTRIES)?
+            };
             let eventfd = Arc::new(File::from(ring::eventfd()?));
             loops.push(EventLoop::new(
                 ring,
@@ -152,5 +245,83 @@ impl Backend for UringBackend {
         });
         let workers = loops.into_iter().map(|event_loop| move || event_loop.run());
         Server::start_threads(local_addr, stats, signal, wake, "echo-uring", workers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use echo_core::{Backend, Mode, ServerConfig};
+
+    use super::{Design, UringBackend, ring};
+
+    /// Waits up to five seconds for `done`.
+    #[track_caller]
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Every provided buffer is back in its ring after ordinary echoes, a
+    /// client that floods without reading (paused, stashed, cancelled), a
+    /// reset, a half-close, and after shutdown with a connection mid-stream.
+    #[test]
+    fn provided_buffers_all_come_back() -> std::io::Result<()> {
+        if let Err(missing) = ring::Ring::full(8, 1000) {
+            eprintln!("skipped: this kernel's io_uring lacks {missing}");
+            return Ok(());
+        }
+        for mode in [Mode::Got, Mode::Line] {
+            let config = ServerConfig { mode, threads: 2, ..ServerConfig::default() };
+            let listener = echo_core::bind("127.0.0.1:0".parse().unwrap())?;
+            let server = UringBackend { design: Design::Full }.spawn(listener, &config)?;
+            let addr = server.local_addr();
+
+            // Echoes, read back whole.
+            for _ in 0..4 {
+                let mut client = TcpStream::connect(addr)?;
+                client.write_all(b"hello\n")?;
+                client.shutdown(Shutdown::Write)?;
+                let mut reply = Vec::new();
+                client.read_to_end(&mut reply)?;
+                assert!(reply.starts_with(b"GOT:"), "{reply:?}");
+            }
+            // A flood that pauses reading, then is read back.
+            let mut flood = TcpStream::connect(addr)?;
+            let input = vec![b'\n'; 1 << 20];
+            let writer = {
+                let mut flood = flood.try_clone()?;
+                thread::spawn(move || {
+                    flood.write_all(&input)?;
+                    flood.shutdown(Shutdown::Write)
+                })
+            };
+            let mut reply = Vec::new();
+            flood.read_to_end(&mut reply)?;
+            writer.join().expect("the writer")?;
+            // A reset: unread replies in the client's buffer when it closes.
+            {
+                let mut reset = TcpStream::connect(addr)?;
+                reset.write_all(&[b'x'; 64 * 1024])?;
+            }
+            wait_for("every connection to close", || server.stats().active == 0);
+            assert!(ring::buffers_taken() > 256, "{mode:?}: the provided buffers were hardly used");
+            assert_eq!(ring::buffers_lent(), 0, "{mode:?}: buffers lent after the connections closed");
+
+            // Shutdown with a connection still sending.
+            let mut busy = TcpStream::connect(addr)?;
+            busy.write_all(&[b'y'; 8 * 1024])?;
+            wait_for("the busy connection", || server.stats().active == 1);
+            server.shutdown(Duration::from_millis(200));
+            assert_eq!(ring::buffers_lent(), 0, "{mode:?}: buffers lent after shutdown");
+        }
+        Ok(())
     }
 }

@@ -15,6 +15,16 @@
 //!   them only once the matching [`Completion`] is presented, and which leaks
 //!   them rather than free them if it is dropped with an operation still in
 //!   flight;
+//! - the provided buffers of multishot receives (full design) live in the
+//!   ring's [`BufRing`], under a strict rule of ownership: the kernel's while
+//!   published; lent to us by the completion that names one, only for as
+//!   long as [`Ring::with_received`] hands its bytes to the connection,
+//!   which copies them into its `Connection` (replies are built in the
+//!   `Connection`'s own output, never pointing into the buffer) or into its
+//!   stash; then published again at once, before the pass goes on. A
+//!   completion nobody takes gives its buffer back unread
+//!   ([`Ring::recycle`]), so no buffer outlives the pass that reaped it, on
+//!   close, reset and shutdown alike;
 //! - [`Ring`] leaks its own buffers the same way if it is dropped before
 //!   every completion was reaped.
 //!
@@ -28,12 +38,22 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::time::Duration;
 
-use io_uring::{IoUring, Probe, opcode, squeue, types};
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
 use crate::token::{Op, Timer, Token};
 
-/// The most reply bytes copied into a connection's send buffer at once.
-const SEND_CHUNK: usize = 64 * 1024;
+/// The most reply bytes copied into a connection's send buffer at once:
+/// memory on top of the connection's watermarked output (and, in the full
+/// design, of its stash), so kept to half the default high watermark.
+const SEND_CHUNK: usize = 32 * 1024;
+
+/// A send buffer larger than this is freed once all of it was sent, so a
+/// connection that once sent a lot does not keep the copy while idle.
+const SEND_KEEP: usize = 4 * 1024;
 
 /// One reaped completion. It cannot be copied or made outside this module,
 /// so presenting one is proof that the kernel is done with its operation.
@@ -43,7 +63,15 @@ pub(crate) struct Completion {
     result: i32,
     /// For an accept: the peer's address, read from the ring's buffer when
     /// the completion was reaped, before the next accept can overwrite it.
+    /// A multishot accept has no such buffer and leaves it `None`.
     peer: Option<SocketAddr>,
+    /// A multishot operation stays armed after this completion
+    /// (`IORING_CQE_F_MORE`); without it, it has ended and must be posted
+    /// again to go on.
+    more: bool,
+    /// The provided buffer a receive filled, lent to this completion until
+    /// [`Ring::with_received`] or [`Ring::recycle`] gives it back.
+    buf: Option<u16>,
 }
 
 impl Completion {
@@ -59,6 +87,11 @@ impl Completion {
         } else {
             Ok(self.result as usize)
         }
+    }
+
+    /// Whether the operation stays armed (multishot) after this completion.
+    pub(crate) fn more(&self) -> bool {
+        self.more
     }
 
     /// The accepted socket and its peer, taken once: the completion is
@@ -84,17 +117,24 @@ struct AcceptAddr {
 /// One io_uring and the ring-wide buffers its operations use.
 pub(crate) struct Ring {
     uring: IoUring,
-    /// Submissions pushed whose completion has not been reaped. Every
-    /// operation used here is single-shot: one submission, one completion.
+    /// Made with `IORING_SETUP_R_DISABLED`, not yet enabled by its thread.
+    disabled: bool,
+    /// The full design: multishot operations, see [`Ring::full`].
+    full: bool,
+    /// Submissions pushed whose last completion has not been reaped. A
+    /// single-shot operation has one completion; a multishot one, many, the
+    /// last without `IORING_CQE_F_MORE`.
     in_flight: usize,
+    /// The provided buffers multishot receives fill (full design only).
+    provided: Option<BufRing>,
     accept_addr: Box<AcceptAddr>,
     accept_busy: bool,
     /// The eventfd counter read by the wake-up operation.
     wake_buf: Box<[u8; 8]>,
     wake_busy: bool,
     /// One timespec per [`Timer`], in a box each so the address is stable.
-    timespecs: [Box<types::Timespec>; 3],
-    timer_busy: [bool; 3],
+    timespecs: [Box<types::Timespec>; Timer::COUNT],
+    timer_busy: [bool; Timer::COUNT],
     /// Submissions that did not fit in the submission queue yet.
     backlog: VecDeque<squeue::Entry>,
 }
@@ -117,10 +157,18 @@ const NEEDED: [(u8, &str); 7] = [
     (opcode::AsyncCancel::CODE, "async-cancel"),
 ];
 
+/// The first of the [`NEEDED`] opcodes `uring`'s kernel lacks, if any.
+fn missing_op(uring: &IoUring) -> io::Result<Option<&'static str>> {
+    let mut probe = Probe::new();
+    uring.submitter().register_probe(&mut probe)?;
+    Ok(NEEDED.iter().find(|(code, _)| !probe.is_supported(*code)).map(|(_, name)| *name))
+}
+
 impl Ring {
-    /// A ring with room for `entries` queued submissions, or a clear error
-    /// where the kernel has no (usable) io_uring.
-    pub(crate) fn new(entries: u32) -> io::Result<Ring> {
+    /// The plain ring any io_uring kernel offers, with room for `entries`
+    /// queued submissions, or a clear error where the kernel has no (usable)
+    /// io_uring.
+    pub(crate) fn basic(entries: u32) -> io::Result<Ring> {
         let uring = IoUring::new(entries).map_err(|err| match err.raw_os_error() {
             Some(libc::ENOSYS | libc::EPERM | libc::EACCES) => io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -128,20 +176,60 @@ impl Ring {
             ),
             _ => io::Error::new(err.kind(), format!("cannot create an io_uring: {err}")),
         })?;
-        let mut probe = Probe::new();
         let unsupported = |what: String| {
             io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("io_uring on this kernel lacks {what}: use another backend"),
             )
         };
-        uring.submitter().register_probe(&mut probe).map_err(|e| unsupported(format!("probing ({e})")))?;
-        if let Some((_, name)) = NEEDED.iter().find(|(code, _)| !probe.is_supported(*code)) {
+        if let Some(name) = missing_op(&uring).map_err(|e| unsupported(format!("probing ({e})")))? {
             return Err(unsupported(format!("the {name} operation")));
         }
-        Ok(Ring {
+        Ok(Ring::with(uring, false))
+    }
+
+    /// The ring of the full design, or what this kernel lacks for it.
+    ///
+    /// `IORING_SETUP_SINGLE_ISSUER` lets the kernel skip the locking a ring
+    /// shared between threads needs; `IORING_SETUP_DEFER_TASKRUN` runs the
+    /// completion work of this ring's operations only when the loop asks
+    /// for completions (inside its `io_uring_enter` with `GETEVENTS`, which
+    /// [`Ring::submit_and_wait`] always passes), in one batch, instead of
+    /// interrupting the thread whenever a socket becomes ready. Both need
+    /// every submission to come from one thread: the ring is made here
+    /// disabled (`IORING_SETUP_R_DISABLED`) and [`Ring::enable`]d by the
+    /// thread that then owns it, which the kernel takes as its one issuer.
+    ///
+    /// It also registers a ring of provided buffers of `buf_len` bytes each,
+    /// shared by every connection of the ring (see [`BufRing`]).
+    pub(crate) fn full(entries: u32, buf_len: usize) -> Result<Ring, String> {
+        let uring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_r_disabled()
+            .build(entries)
+            .map_err(|e| {
+                format!("IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (Linux 6.1): {e}")
+            })?;
+        match missing_op(&uring) {
+            Ok(None) => {}
+            Ok(Some(name)) => return Err(format!("the {name} operation")),
+            Err(e) => return Err(format!("probing ({e})")),
+        }
+        let provided = BufRing::register(&uring, buf_len)
+            .map_err(|e| format!("a provided buffer ring (IORING_REGISTER_PBUF_RING, Linux 5.19): {e}"))?;
+        let mut ring = Ring::with(uring, true);
+        ring.provided = Some(provided);
+        Ok(ring)
+    }
+
+    fn with(uring: IoUring, disabled: bool) -> Ring {
+        Ring {
             uring,
+            disabled,
+            full: disabled,
             in_flight: 0,
+            provided: None,
             accept_addr: Box::new(AcceptAddr {
                 // SAFETY: `sockaddr_storage` is plain old data; all zeroes
                 // is a valid (unspecified-family) value.
@@ -151,10 +239,20 @@ impl Ring {
             accept_busy: false,
             wake_buf: Box::new([0; 8]),
             wake_busy: false,
-            timespecs: [(); 3].map(|()| Box::new(types::Timespec::new())),
-            timer_busy: [false; 3],
+            timespecs: [(); Timer::COUNT].map(|()| Box::new(types::Timespec::new())),
+            timer_busy: [false; Timer::COUNT],
             backlog: VecDeque::new(),
-        })
+        }
+    }
+
+    /// Makes the calling thread the ring's one issuer (full design); the
+    /// first thing its loop does. Nothing for a basic ring.
+    pub(crate) fn enable(&mut self) -> io::Result<()> {
+        if self.disabled {
+            self.uring.submitter().register_enable_rings()?;
+            self.disabled = false;
+        }
+        Ok(())
     }
 
     /// Operations submitted (or queued) whose completion is not reaped yet.
@@ -218,14 +316,31 @@ impl Ring {
         }
     }
 
-    /// Accepts one connection on `listener`, writing the peer's address into
-    /// the ring's buffer. Does nothing if an accept is already in flight.
+    /// Accepts on `listener`. Does nothing if an accept is already armed.
     ///
-    /// The caller keeps `listener` open until the completion; closing it
-    /// early is not a memory error (the kernel holds its own reference once
-    /// submitted) but would make the accept act on whatever took its number.
+    /// A full ring posts one multishot accept, which completes once per
+    /// connection and stays armed until it fails or is cancelled (a
+    /// completion without [`Completion::more`]); it writes no peer address,
+    /// so the caller asks the socket. A basic ring accepts one connection,
+    /// writing the peer's address into the ring's buffer.
+    ///
+    /// The caller keeps `listener` open until the last completion; closing
+    /// it early is not a memory error (the kernel holds its own reference
+    /// once submitted) but would make the accept act on whatever took its
+    /// number.
     pub(crate) fn push_accept(&mut self, listener: BorrowedFd<'_>) {
         if self.accept_busy {
+            return;
+        }
+        let user_data = Token::ring(Op::Accept).user_data();
+        if self.full {
+            let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(user_data);
+            // SAFETY: a multishot accept points to no memory of ours.
+            unsafe { self.push(entry) };
+            self.accept_busy = true;
             return;
         }
         let addr = &mut *self.accept_addr;
@@ -237,7 +352,7 @@ impl Ring {
         )
         .flags(libc::SOCK_CLOEXEC)
         .build()
-        .user_data(Token::ring(Op::Accept).user_data());
+        .user_data(user_data);
         // SAFETY: `accept_addr` is a box owned by the ring: its address is
         // stable, and it is neither read nor written while `accept_busy`
         // (cleared only when the completion is reaped). If the ring is
@@ -299,10 +414,27 @@ impl Ring {
         unsafe { self.push(entry) };
     }
 
-    /// Receives at most `limit` bytes into `bufs`' read buffer. Does
-    /// nothing if a receive is already in flight on it.
+    /// Arms a receive on `fd` for `bufs`' connection. Does nothing if one is
+    /// already in flight.
+    ///
+    /// A full ring posts a multishot receive from the provided buffers: one
+    /// completion per buffer filled, until end of input, an error, no free
+    /// buffer (`ENOBUFS`) or a cancel ends it. It ignores `limit`; the caller
+    /// hands what arrives to the connection in `limit` slices. A basic ring
+    /// receives at most `limit` bytes once, into the connection's buffer.
     pub(crate) fn push_recv(&mut self, fd: BorrowedFd<'_>, bufs: &mut IoBuffers, limit: usize) {
         if bufs.recv_busy {
+            return;
+        }
+        if self.provided.is_some() {
+            let entry = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), BUF_GROUP)
+                .build()
+                .user_data(bufs.token(Op::Recv).user_data());
+            // SAFETY: the kernel writes only into provided buffers, which
+            // the ring owns for its whole life (see `BufRing`) and hands out
+            // only once a completion names them.
+            unsafe { self.push(entry) };
+            bufs.recv_busy = true;
             return;
         }
         let len = u32::try_from(bufs.recv.len().min(limit)).unwrap_or(u32::MAX);
@@ -314,6 +446,38 @@ impl Ring {
         // `recv_busy`, and is leaked, not freed, if `bufs` is dropped first.
         unsafe { self.push(entry) };
         bufs.recv_busy = true;
+    }
+
+    /// Whether receives use the ring's provided buffers (multishot) rather
+    /// than a buffer per connection.
+    pub(crate) fn provides_buffers(&self) -> bool {
+        self.provided.is_some()
+    }
+
+    /// Hands the bytes that `done` carries in a provided buffer to `f`, then
+    /// gives the buffer back to the kernel at once: the ownership rule of
+    /// [`BufRing`]. `None` if `done` carries no buffer.
+    pub(crate) fn with_received<R>(
+        &mut self,
+        done: &mut Completion,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        let bid = done.buf.take()?;
+        let provided = self.provided.as_mut()?;
+        let len = usize::try_from(done.result).unwrap_or(0).min(provided.buf_len);
+        // SAFETY: buffer `bid` was taken by the kernel from the ring and
+        // handed to us by this completion; the kernel does not touch it again
+        // until `give_back` below republishes it, and `len` is within it.
+        let data = unsafe { std::slice::from_raw_parts(provided.buffer(bid), len) };
+        let out = f(data);
+        provided.give_back(bid);
+        Some(out)
+    }
+
+    /// Gives back the provided buffer `done` carries, unread, if any: for a
+    /// completion nobody wants (a connection gone or failed).
+    pub(crate) fn recycle(&mut self, done: &mut Completion) {
+        self.with_received(done, |_| ());
     }
 
     /// Sends what is left of `bufs`' send buffer, with `MSG_NOSIGNAL` so a
@@ -356,13 +520,17 @@ impl Ring {
     /// ring's own buffers free again.
     pub(crate) fn reap(&mut self, out: &mut Vec<Completion>) {
         for cqe in self.uring.completion() {
-            self.in_flight = self.in_flight.saturating_sub(1);
+            let more = cqueue::more(cqe.flags());
+            if !more {
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
             let token = Token::from_user_data(cqe.user_data());
             let mut peer = None;
             match token.op() {
+                Some(Op::Accept) if more => {}
                 Some(Op::Accept) => {
                     self.accept_busy = false;
-                    if cqe.result() >= 0 {
+                    if cqe.result() >= 0 && !self.full {
                         peer = decode(&self.accept_addr);
                     }
                 }
@@ -374,7 +542,13 @@ impl Ring {
                 }
                 _ => {}
             }
-            out.push(Completion { token, result: cqe.result(), peer });
+            let buf = cqueue::buffer_select(cqe.flags());
+            if let (Some(_), Some(provided)) = (buf, &mut self.provided) {
+                provided.lent += 1;
+                LENT.fetch_add(1, Ordering::Relaxed);
+                TAKEN.fetch_add(1, Ordering::Relaxed);
+            }
+            out.push(Completion { token, result: cqe.result(), peer, more, buf });
         }
     }
 }
@@ -395,8 +569,17 @@ impl Drop for Ring {
                 }),
             ));
             mem::forget(mem::replace(&mut self.wake_buf, Box::new([0; 8])));
+            // A `BufRing` dropped without `free` leaks its memory.
+            self.provided = None;
             for timespec in &mut self.timespecs {
                 mem::forget(mem::replace(timespec, Box::new(types::Timespec::new())));
+            }
+        } else if let Some(mut provided) = self.provided.take() {
+            // Nothing in flight takes a buffer any more; once unregistered
+            // the kernel forgets the memory too. If it will not let go, the
+            // memory is leaked (dropping a `BufRing` without `free` does).
+            if self.uring.submitter().unregister_buf_ring(BUF_GROUP).is_ok() {
+                provided.free();
             }
         }
     }
@@ -426,6 +609,170 @@ fn decode(addr: &AcceptAddr) -> Option<SocketAddr> {
             )))
         }
         _ => None,
+    }
+}
+
+/// The buffer group of a ring's provided buffers (one group per ring).
+const BUF_GROUP: u16 = 0;
+
+/// The bytes of provided buffers per ring. A pass gives back every buffer
+/// it was handed, so this bounds what one `io_uring_enter` can receive, for
+/// all connections of the ring together, before a receive ends with
+/// `ENOBUFS` (and is re-armed). It also bounds what a connection can be
+/// handed in the pass in which it pauses, and so its stash: see
+/// `Conn::stash`.
+const POOL_BYTES: usize = 256 * 1024;
+
+/// The largest provided buffer: in `line` and `raw` mode, where a basic ring
+/// reads up to 64 KiB at once, a large transfer arrives in several
+/// completions instead; in `got` mode buffers are `read_size` bytes (up to
+/// this), so one completion is at most one read of the seed's protocol.
+pub(crate) const BUF_MAX: usize = 2 * 1024;
+
+/// Buffers lent to completions and not yet given back, across every ring
+/// of the process: zero whenever no pass is running, which the tests check.
+static LENT: AtomicUsize = AtomicUsize::new(0);
+
+/// Buffers ever lent, across every ring: the tests check they were used.
+static TAKEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Provided buffers ever lent to completions, across every ring.
+#[cfg(test)]
+pub(crate) fn buffers_taken() -> usize {
+    TAKEN.load(Ordering::Relaxed)
+}
+
+/// Provided buffers lent to completions now, across every ring.
+#[cfg(test)]
+pub(crate) fn buffers_lent() -> usize {
+    LENT.load(Ordering::Relaxed)
+}
+
+/// A ring of provided buffers (`IORING_REGISTER_PBUF_RING`) from which
+/// every multishot receive of one io_uring takes its buffers.
+///
+/// # Ownership of a provided buffer
+///
+/// - While its id is between the kernel's head and our tail, the buffer is
+///   the kernel's: any receive of the group may fill it; we never read it.
+/// - A completion that names it (`IORING_CQE_F_BUFFER`) lends it to us: the
+///   kernel has moved its head past it and will not touch it.
+///   [`Ring::with_received`] hands its bytes to the connection, which copies
+///   them into its `Connection` (`Connection::received` appends the reply
+///   to its own output buffer; bytes that cannot be fed yet, while reading
+///   is paused, are copied into the connection's stash), so no reply and no
+///   pending input points into the buffer afterwards.
+/// - Then, before the pass goes on, the buffer goes back to the kernel:
+///   written at our tail, the tail published. A completion for a connection
+///   that is gone or failed gives its buffer back unread
+///   ([`Ring::recycle`]), so every buffer is back after each pass, on close,
+///   reset and shutdown alike.
+///
+/// The memory itself (entries and buffers) lives as long as the io_uring: it
+/// is freed when the [`Ring`] is dropped with nothing in flight, and leaked
+/// otherwise, as the ring's other buffers are.
+struct BufRing {
+    /// `count` entries shared with the kernel, page-aligned; the tail is
+    /// the reserved field of the first.
+    entries: NonNull<types::BufRingEntry>,
+    /// The buffers, `count * buf_len` bytes, from a `Box<[u8]>`.
+    memory: NonNull<u8>,
+    buf_len: usize,
+    /// How many buffers: a power of two.
+    count: u16,
+    /// Our tail: the next entry we write.
+    tail: u16,
+    /// Buffers of this ring lent to completions.
+    lent: usize,
+}
+
+// SAFETY: a `BufRing` is plain memory reached through its pointers, owned
+// by one `Ring`, which moves to its thread once and is used there only.
+unsafe impl Send for BufRing {}
+
+impl BufRing {
+    fn entries_layout(count: u16) -> Layout {
+        let size = usize::from(count) * mem::size_of::<types::BufRingEntry>();
+        // A constant size and a power-of-two alignment: this cannot fail.
+        Layout::from_size_align(size, 4096).expect("a valid layout")
+    }
+
+    /// Allocates [`POOL_BYTES`] of buffers of `buf_len` bytes (a power of
+    /// two of them, as the kernel wants, 16 to 1024), registers them with
+    /// `uring` as group [`BUF_GROUP`] and publishes them all.
+    fn register(uring: &IoUring, buf_len: usize) -> io::Result<BufRing> {
+        let buf_len = buf_len.clamp(1, BUF_MAX);
+        let count = (POOL_BYTES / buf_len).next_power_of_two().clamp(16, 1024);
+        let count = u16::try_from(count).unwrap_or(1024);
+        let layout = BufRing::entries_layout(count);
+        // SAFETY: the layout has a non-zero size.
+        let entries = unsafe { alloc::alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
+        let entries = NonNull::new(entries).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        // Zeroed, so the kernel's untouched pages cost nothing until used.
+        let memory = Box::into_raw(vec![0u8; usize::from(count) * buf_len].into_boxed_slice());
+        // SAFETY: `Box::into_raw` never returns null.
+        let memory = unsafe { NonNull::new_unchecked(memory.cast::<u8>()) };
+        let mut ring = BufRing { entries, memory, buf_len, count, tail: 0, lent: 0 };
+        // SAFETY: the entries are page-aligned, `count` long and live
+        // until the io_uring is gone (`Drop` frees them only after it, or
+        // leaks them); the kernel reads only the entries we publish.
+        let registered = unsafe {
+            uring.submitter().register_buf_ring_with_flags(entries.as_ptr() as u64, count, BUF_GROUP, 0)
+        };
+        if let Err(err) = registered {
+            ring.free();
+            return Err(err);
+        }
+        for bid in 0..count {
+            ring.publish(bid);
+        }
+        Ok(ring)
+    }
+
+    /// The start of buffer `bid`.
+    fn buffer(&self, bid: u16) -> *mut u8 {
+        let bid = usize::from(bid % self.count);
+        // SAFETY: `bid < count`, so the offset is within `memory`.
+        unsafe { self.memory.as_ptr().add(bid * self.buf_len) }
+    }
+
+    /// Writes buffer `bid` at our tail and moves the tail past it, which
+    /// gives it to the kernel.
+    fn publish(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot < count`; the kernel reads only entries before
+        // the published tail, and this one is past it until the store below.
+        let entry = unsafe { &mut *self.entries.as_ptr().add(slot) };
+        entry.set_addr(self.buffer(bid) as u64);
+        entry.set_len(u32::try_from(self.buf_len).unwrap_or(u32::MAX));
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail is the reserved `u16` of the first entry, aligned
+        // for an atomic; the kernel reads it with acquire ordering, so this
+        // release store makes the entry written above visible first.
+        let tail = unsafe { &*types::BufRingEntry::tail(self.entries.as_ptr()).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// A buffer lent to a completion comes back.
+    fn give_back(&mut self, bid: u16) {
+        self.lent = self.lent.saturating_sub(1);
+        LENT.fetch_sub(1, Ordering::Relaxed);
+        self.publish(bid);
+    }
+
+    /// Frees the memory. Only once the kernel can no longer use it: the
+    /// io_uring is closed or the group never registered.
+    fn free(&mut self) {
+        let len = usize::from(self.count) * self.buf_len;
+        // SAFETY: `memory` came from `Box::into_raw` of a slice of `len`
+        // bytes and `entries` from `alloc_zeroed` with this layout; `free`
+        // is called once, on a `BufRing` dropped right after (it has no
+        // `Drop` of its own).
+        unsafe {
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.memory.as_ptr(), len)));
+            alloc::dealloc(self.entries.as_ptr().cast::<u8>(), BufRing::entries_layout(self.count));
+        }
     }
 }
 
@@ -466,12 +813,14 @@ pub(crate) struct IoBuffers {
 
 impl IoBuffers {
     /// Buffers for the connection in slab slot `key`, reading at most
-    /// `read_limit` bytes at once.
-    pub(crate) fn new(key: u32, generation: u32, read_limit: usize) -> IoBuffers {
+    /// `read_limit` bytes at once into a buffer of its own, or into the
+    /// ring's provided buffers if `provided` (then it has none).
+    pub(crate) fn new(key: u32, generation: u32, read_limit: usize, provided: bool) -> IoBuffers {
+        let recv_len = if provided { 0 } else { read_limit.max(1) };
         IoBuffers {
             key,
             generation,
-            recv: vec![0; read_limit.max(1)].into_boxed_slice(),
+            recv: vec![0; recv_len].into_boxed_slice(),
             recv_busy: false,
             send: Vec::new(),
             sent: 0,
@@ -520,14 +869,22 @@ impl IoBuffers {
         }
     }
 
-    /// Takes the completion of this connection's receive and returns the
-    /// bytes received (empty at end of input). `None` if it is not ours.
-    pub(crate) fn recv_done(&mut self, done: &Completion) -> Option<io::Result<&[u8]>> {
+    /// Takes a completion of this connection's receive: false if it is not
+    /// ours. The receive stays in flight while a multishot one is armed.
+    pub(crate) fn recv_done(&mut self, done: &Completion) -> bool {
         if done.token != self.token(Op::Recv) || !self.recv_busy {
-            return None;
+            return false;
         }
-        self.recv_busy = false;
-        Some(done.result().map(|n| &self.recv[..n.min(self.recv.len())]))
+        if !done.more {
+            self.recv_busy = false;
+        }
+        true
+    }
+
+    /// The first `n` bytes of the connection's own read buffer (basic
+    /// design), once its receive completed with `n`.
+    pub(crate) fn received(&self, n: usize) -> &[u8] {
+        &self.recv[..n.min(self.recv.len())]
     }
 
     /// Takes the completion of this connection's send and returns how many
@@ -540,6 +897,11 @@ impl IoBuffers {
         Some(done.result().map(|n| {
             let n = n.min(self.send.len() - self.sent);
             self.sent += n;
+            if self.sent == self.send.len() && self.send.capacity() > SEND_KEEP {
+                // All sent: an idle connection keeps no large copy.
+                self.send = Vec::new();
+                self.sent = 0;
+            }
             n
         }))
     }

@@ -98,10 +98,15 @@ pub(crate) enum Timer {
     Retry = 1,
     /// The drain deadline has come.
     Drain = 2,
+    /// Time to look at the send queues of draining connections that wait
+    /// for their last replies to be acknowledged.
+    Linger = 3,
 }
 
 impl Timer {
-    const ALL: [Timer; 3] = [Timer::Idle, Timer::Retry, Timer::Drain];
+    /// How many timers there are.
+    pub(crate) const COUNT: usize = 4;
+    const ALL: [Timer; Timer::COUNT] = [Timer::Idle, Timer::Retry, Timer::Drain, Timer::Linger];
 }
 
 #[cfg(test)]

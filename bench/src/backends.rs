@@ -21,7 +21,8 @@ use echo_core::Backend;
 /// - `module`: the name of the test module the backend's tests live in
 ///   (`cargo test mio::` filters on it);
 /// - `krate`: its crate, also its log target (`-v` turns it to debug);
-/// - `build`: how it is built, given the select backend's `Poller`;
+/// - `build`: how it is built, given the select backend's `Poller`, which
+///   also picks uring's design (see [`uring_design`]);
 /// - `threads`: whether `--threads` above 1 changes anything;
 /// - `thread_prefix`: what the name of every thread it starts begins with,
 ///   and no other thread's (the thread-exit test counts them by it);
@@ -96,10 +97,10 @@ macro_rules! for_each_backend {
             }
             Uring {
                 name: "uring", module: uring, krate: backend_uring,
-                build: |_poller| backend_uring::UringBackend,
+                build: |poller| backend_uring::UringBackend { design: uring_design(poller) },
                 threads: true, thread_prefix: "echo-uring-",
-                tests: [threads1(Select, 1), threads2(Select, 2)],
-                engine: "io_uring, completion-based accept/recv/send, batched submissions",
+                tests: [threads1(Select, 1), threads2(Select, 2), basic(Poll, 1)],
+                engine: "io_uring, completion-based accept/recv/send, batched submissions; multishot accept and receive from provided buffers where the kernel has them (--poller poll: single-shot)",
                 threading: "one ring per thread",
                 threads_flag: "number of rings",
             }
@@ -256,6 +257,19 @@ macro_rules! registry {
 }
 
 for_each_backend!(registry! {});
+
+/// The uring backend's design for a `--poller` value: `poll` forces the
+/// basic ring (single-shot operations, a read buffer per connection), the
+/// fallback it uses by itself on a kernel without the newer features, so
+/// that the tests, `serve --poller poll` and `compare`'s `uring-basic` row
+/// exercise it on any kernel. Riding on the poller keeps one variant knob
+/// for every test suite, which all expand per `Poller`.
+pub fn uring_design(poller: Poller) -> backend_uring::Design {
+    match poller {
+        Poller::Select => backend_uring::Design::Full,
+        Poller::Poll => backend_uring::Design::Basic,
+    }
+}
 
 impl BackendName {
     /// The backend called `name` on the command line.

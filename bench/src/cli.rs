@@ -183,7 +183,9 @@ pub enum PollerArg {
     /// select(2), as the seed; descriptors past 1023 are refused.
     #[default]
     Select,
-    /// poll(2): no descriptor limit.
+    /// poll(2): no descriptor limit. With `--backend uring`: the basic
+    /// ring (single-shot operations, a read buffer per connection), the
+    /// fallback of a kernel without the newer io_uring features.
     Poll,
 }
 
@@ -219,7 +221,8 @@ pub struct ServerArgs {
     #[arg(short, long, default_value_t = 1, value_parser = threads())]
     pub threads: usize,
 
-    /// backend-select's readiness call.
+    /// backend-select's readiness call; `poll` also forces uring's basic
+    /// design.
     #[arg(long, value_enum, default_value_t)]
     pub poller: PollerArg,
 

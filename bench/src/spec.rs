@@ -15,7 +15,8 @@ use crate::backends::{BackendName, Poller};
 pub struct ServerSpec {
     /// The backend.
     pub backend: BackendName,
-    /// backend-select's readiness call; the other backends ignore it.
+    /// backend-select's readiness call; `Poll` also forces uring's basic
+    /// design, and the other backends ignore it.
     pub poller: Poller,
     /// How replies are formed.
     pub mode: Mode,
@@ -115,11 +116,12 @@ impl ServerSpec {
     }
 
     /// How `load`, `soak` and `compare` name it: the backend's name, with
-    /// the poller for `select`.
+    /// the poller for `select`, `uring (basic)` for uring's fallback design.
     pub fn label(&self) -> String {
-        match self.backend {
-            BackendName::Select => format!("{} ({})", self.backend, self.poller),
-            other => other.to_string(),
+        match (self.backend, self.poller) {
+            (BackendName::Select, poller) => format!("{} ({poller})", self.backend),
+            (BackendName::Uring, Poller::Poll) => format!("{} (basic)", self.backend),
+            (other, _) => other.to_string(),
         }
     }
 }

@@ -26,6 +26,9 @@ impl clap::ValueEnum for Contender {
         let help = match (self.backend, self.poller) {
             (BackendName::Select, Poller::Poll) => "the seed's scheduler with poll(2)",
             (BackendName::Select, _) => "the seed's scheduler with select(2)",
+            (BackendName::Uring, Poller::Poll) => {
+                "io_uring's basic design: single-shot operations, a buffer per connection"
+            }
             (backend, _) => backend.describe().engine,
         };
         Some(PossibleValue::new(self.as_str()).help(help))
@@ -89,7 +92,8 @@ pub struct CompareArgs {
     pub workload: Workload,
 
     /// Backends to compare, comma-separated. `select-poll` is the select
-    /// backend with `--poller poll`, a row of its own; `none` compares the
+    /// backend with `--poller poll`, a row of its own, and `uring-basic` the
+    /// uring backend's fallback design; `none` compares the
     /// `--server` commands alone.
     #[arg(long, value_enum, value_delimiter = ',', num_args = 1.., default_values_t = BackendChoice::all())]
     pub backends: Vec<BackendChoice>,

@@ -7,7 +7,8 @@ use crate::backends::{BackendName, Poller};
 
 /// One row of the comparison: a backend, and for `select` the readiness call
 /// it blocks in. `select` with poll(2) is its own row, `select-poll`, because
-/// the two differ in cost as much as two backends do.
+/// the two differ in cost as much as two backends do; so is `uring-basic`,
+/// uring with `--poller poll`, its fallback design.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Contender {
     /// The backend.
@@ -18,12 +19,13 @@ pub struct Contender {
 
 impl Contender {
     /// Every backend of [`BackendName::ALL`], with `select-poll` right
-    /// after `select`.
+    /// after `select` and `uring-basic` (uring's fallback design) after
+    /// `uring`.
     pub fn all() -> Vec<Contender> {
         let mut all = Vec::new();
         for backend in BackendName::ALL {
             all.push(Contender { backend, poller: Poller::Select });
-            if backend == BackendName::Select {
+            if matches!(backend, BackendName::Select | BackendName::Uring) {
                 all.push(Contender { backend, poller: Poller::Poll });
             }
         }
@@ -35,6 +37,7 @@ impl Contender {
     pub fn as_str(self) -> &'static str {
         match (self.backend, self.poller) {
             (BackendName::Select, Poller::Poll) => "select-poll",
+            (BackendName::Uring, Poller::Poll) => "uring-basic",
             (backend, _) => backend.as_str(),
         }
     }
