@@ -66,6 +66,9 @@ pub struct Connection {
     bytes_in: u64,
     bytes_out: u64,
     reason: Option<CloseReason>,
+    /// Replies were thrown away by [`Connection::abort`]: nothing is left
+    /// to deliver, so nothing to linger for.
+    aborted: bool,
 }
 
 impl Connection {
@@ -95,6 +98,7 @@ impl Connection {
             bytes_in: 0,
             bytes_out: 0,
             reason: None,
+            aborted: false,
         })
     }
 
@@ -171,6 +175,14 @@ impl Connection {
     /// written: the socket can be closed.
     pub fn is_finished(&self) -> bool {
         self.read_closed && !self.wants_write()
+    }
+
+    /// Finished by a drain with every reply written: instead of closing at
+    /// once, the backend lingers ([`Linger`](crate::Linger)), since input
+    /// the peer sent may be left unread, and closing a socket with unread
+    /// input sends a reset that destroys replies not yet delivered.
+    pub fn lingers(&self) -> bool {
+        self.is_finished() && self.reason == Some(CloseReason::Shutdown) && !self.aborted
     }
 
     /// Hands over bytes read; an empty slice means the peer closed its side.
@@ -253,6 +265,7 @@ impl Connection {
     pub fn abort(&mut self, reason: CloseReason) {
         self.read_closed = true;
         self.reason = Some(reason);
+        self.aborted = true;
         // Nothing pending can be delivered any more; dropping it makes
         // `is_finished` true so the backend closes the socket.
         let n = self.session.pending().len();
