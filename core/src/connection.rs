@@ -443,5 +443,19 @@ mod tests {
         assert!(!conn.wants_read() && !conn.is_finished());
         conn.wrote(3);
         assert!(conn.is_finished());
+        assert!(conn.lingers(), "a drain that wrote every reply lingers");
+    }
+
+    #[test]
+    fn only_a_drain_that_delivered_its_replies_lingers() {
+        let stats = Arc::new(Stats::default());
+        let mut cut = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
+        cut.received(b"abc");
+        cut.drain();
+        cut.abort(CloseReason::Shutdown);
+        assert!(cut.is_finished() && !cut.lingers(), "replies given up at the deadline: close at once");
+        let mut ended = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
+        ended.received(b"");
+        assert!(ended.is_finished() && !ended.lingers(), "all input read: nothing to linger for");
     }
 }
