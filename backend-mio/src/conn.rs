@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use echo_core::{CloseReason, Connection};
+use echo_core::{CloseReason, Connection, Discarded, Linger, LingerStep, discard_input};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -44,6 +44,10 @@ pub(crate) struct Conn {
     /// On its loop's list of connections stopped by the budget, so that
     /// it is listed once however often it is driven meanwhile.
     pub(crate) held: bool,
+    /// Set once a drain wrote every reply: the socket's write side is shut
+    /// and it waits, discarding input, until the next look at its send
+    /// queue (see [`echo_core::Linger`]).
+    linger: Option<(Linger, Instant)>,
 }
 
 /// What one [`Conn::drive`] turn left behind.
@@ -69,6 +73,7 @@ impl Conn {
             writable: true,
             last_progress: Instant::now(),
             held: false,
+            linger: None,
         }
     }
 
@@ -185,6 +190,55 @@ impl Conn {
     /// after all (see [`Connection::write_if_idle`]).
     pub(crate) fn write_if_idle(&mut self) -> io::Result<bool> {
         self.state.write_if_idle(&self.socket)
+    }
+
+    /// A drain wrote every reply: shuts the write side and lingers until
+    /// `deadline`, waiting for input only. Returns whether to keep the
+    /// connection; `false` means close it now.
+    pub(crate) fn begin_linger(&mut self, registry: &Registry, token: Token, deadline: Instant) -> bool {
+        let Some(mut linger) = Linger::begin(&self.socket, deadline) else { return false };
+        let LingerStep::CheckAt(at) = linger.poll(&self.socket, Instant::now()) else { return false };
+        if self.interest != Interest::READABLE {
+            if registry.reregister(&mut self.socket, token, Interest::READABLE).is_err() {
+                return false;
+            }
+            self.interest = Interest::READABLE;
+        }
+        self.linger = Some((linger, at));
+        // Input may be waiting already, with no new edge to report it.
+        self.readable = true;
+        self.linger_turn(Instant::now())
+    }
+
+    /// Whether the connection is lingering after a drain.
+    pub(crate) fn is_lingering(&self) -> bool {
+        self.linger.is_some()
+    }
+
+    /// When a lingering connection next looks at its send queue.
+    pub(crate) fn linger_check_at(&self) -> Option<Instant> {
+        self.linger.as_ref().map(|&(_, at)| at)
+    }
+
+    /// One turn of a lingering connection: discards the input waiting and,
+    /// when due, looks at the send queue. Returns whether to keep it.
+    pub(crate) fn linger_turn(&mut self, now: Instant) -> bool {
+        let Some((linger, at)) = &mut self.linger else { return false };
+        if self.readable {
+            // Bounded, so it may stop short of `WouldBlock`; the next look
+            // at the send queue, a few milliseconds away, reads on.
+            self.readable = false;
+            if discard_input(&self.socket) == Discarded::Closed {
+                return false;
+            }
+        }
+        if now >= *at {
+            match linger.poll(&self.socket, now) {
+                LingerStep::Close => return false,
+                LingerStep::CheckAt(next) => *at = next,
+            }
+        }
+        true
     }
 
     /// Tells the poller what we wait for now: READABLE only while reading

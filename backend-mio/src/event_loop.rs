@@ -159,6 +159,9 @@ impl EventLoop {
                 acceptor.resume_if_due(self.poll.registry());
             }
             self.close_idle();
+            if self.draining {
+                self.check_lingering();
+            }
         }
     }
 
@@ -170,9 +173,15 @@ impl EventLoop {
             return Some(Duration::ZERO);
         }
         let drain = self.signal.deadline().filter(|_| self.draining);
+        // Only while draining can a connection linger.
+        let linger = if self.draining {
+            self.conns.iter().filter_map(|(_, c)| c.linger_check_at()).min()
+        } else {
+            None
+        };
         let retry = self.acceptor.as_ref().and_then(Acceptor::retry_at);
         let recheck = (!self.held.is_empty()).then(|| Instant::now() + RECHECK);
-        [drain, retry, self.next_idle_check, recheck]
+        [drain, linger, retry, self.next_idle_check, recheck]
             .into_iter()
             .flatten()
             .min()
@@ -201,6 +210,12 @@ impl EventLoop {
     /// done or tells the poller what it waits for next.
     fn drive(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.is_lingering() {
+            if !conn.linger_turn(Instant::now()) {
+                self.conns.remove(key);
+            }
+            return;
+        }
         if conn.drive(&mut self.buf, self.now) == Turn::More {
             self.ready.push(key);
         }
@@ -211,6 +226,12 @@ impl EventLoop {
             }
             let Err(err) = conn.update_interest(self.poll.registry(), Token(key)) else { return };
             conn.state.abort(CloseReason::Error(err.kind()));
+        }
+        // Every reply of a drain written: closing now, with input unread,
+        // would send a reset that destroys the replies not yet delivered.
+        let deadline = self.signal.deadline().filter(|_| conn.state.lingers());
+        if deadline.is_some_and(|deadline| conn.begin_linger(self.poll.registry(), Token(key), deadline)) {
+            return;
         }
         // Dropping the socket closes it, which also removes it from the
         // poller; no separate deregister call is needed.
@@ -247,6 +268,16 @@ impl EventLoop {
                 self.drive(key);
             }
         }
+    }
+
+    /// Looks at the send queue of every lingering connection that is due,
+    /// closing those whose peer has everything.
+    fn check_lingering(&mut self) {
+        let now = Instant::now();
+        self.conns.retain(|_, conn| match conn.linger_check_at() {
+            Some(at) if at <= now => conn.linger_turn(now),
+            _ => true,
+        });
     }
 
     /// Closes connections that moved nothing either way for the idle timeout. A scan of

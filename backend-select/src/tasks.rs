@@ -9,7 +9,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use echo_core::{AcceptBackoff, CloseReason, Connection, Interest, ServerConfig, ShutdownSignal, Stats};
+use echo_core::{
+    AcceptBackoff, CloseReason, Connection, Discarded, Interest, Linger, LingerStep, ServerConfig,
+    ShutdownSignal, Stats, discard_input,
+};
 
 use crate::Poller;
 use crate::scheduler::{Handle, Scheduler};
@@ -137,6 +140,9 @@ async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Conn
             }
         }
         if conn.is_finished() {
+            if let (true, Some(deadline)) = (conn.lingers(), server.signal.deadline()) {
+                linger(&server.handle, &stream, deadline).await;
+            }
             return;
         }
         if idle_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -187,6 +193,22 @@ async fn echo_handler(server: Rc<ServerState>, stream: TcpStream, mut conn: Conn
                 return;
             }
         }
+    }
+}
+
+/// After a drain wrote every reply: shuts down the write side, then reads
+/// and drops input until the client has acknowledged every reply and the
+/// FIN, closes, or fails, or the deadline passes. Closing with input
+/// unread would send a reset that destroys replies not yet delivered: see
+/// [`Linger`]. Parks for input, or until the next look at the send queue.
+async fn linger(handle: &Handle, stream: &TcpStream, deadline: Instant) {
+    let Some(mut linger) = Linger::begin(stream, deadline) else { return };
+    loop {
+        if discard_input(stream) == Discarded::Closed {
+            return;
+        }
+        let LingerStep::CheckAt(at) = linger.poll(stream, Instant::now()) else { return };
+        handle.readable(stream.as_raw_fd(), Some(at)).await;
     }
 }
 

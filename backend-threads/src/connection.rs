@@ -5,9 +5,9 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use echo_core::{CloseReason, Connection, ShutdownSignal};
+use echo_core::{CloseReason, Connection, Linger, LingerStep, ShutdownSignal};
 
 use crate::shutdown::ReadGate;
 
@@ -42,8 +42,8 @@ pub(crate) fn run(
     // acceptor may hold one for a moment during shutdown. After a failure
     // this fails too, which changes nothing.
     let _ = socket.stream.shutdown(Shutdown::Write);
-    if signal.is_triggered() {
-        linger(&socket.stream, &mut buf, signal);
+    if let (true, Some(deadline)) = (conn.lingers(), signal.deadline()) {
+        linger(&socket.stream, &mut buf, deadline);
     }
     drop(socket);
     // Counts and logs the close, once the socket is closed.
@@ -159,51 +159,47 @@ fn write_pending(mut stream: &TcpStream, conn: &mut Connection, signal: &Shutdow
     }
 }
 
-/// After a drain, keeps a connection whose client was still sending open
-/// until that client closes, the connection fails, or the drain deadline,
-/// reading and discarding what it sends: a lingering close.
+/// After a drain wrote every reply, keeps the socket open, its write side
+/// already shut, reading and discarding input until the client has
+/// acknowledged every reply and the FIN, closes, or fails, or the drain
+/// deadline passes: core's lingering close ([`Linger`]).
 ///
 /// Closing a socket with input still unread makes the kernel send a reset
 /// instead of a FIN, and a reset throws away every reply still queued in
 /// the kernel for the client. This thread hands its replies to the kernel
 /// with blocking writes and keeps next to none itself, so for a client that
 /// does not read, "every reply written" comes long before "every reply
-/// delivered": Linux lets a blocked write finish into whatever send-buffer
-/// room a window probe frees, and the drain would then end, with a reset,
-/// at once. Waiting here instead gives such a client the drain time the
-/// event loops give it, whose replies stay in their own buffers meanwhile.
-/// A connection with no input left (the idle ones, the reader that saw its
-/// replies through) closes at once with a FIN; the kernel delivers what it
-/// still holds.
+/// delivered". Waiting for the client's FIN would deliver them too, but
+/// holds the connection, and the server, until the deadline; the send
+/// queue says when they are delivered.
 ///
-/// The acceptor shuts every socket down at the deadline, which makes the
-/// blocked read here return; the idle timeout, if any, bounds each read.
-fn linger(mut stream: &TcpStream, buf: &mut [u8], signal: &ShutdownSignal) {
-    if !input_left(stream) {
-        return;
-    }
-    while !signal.is_expired() {
-        match stream.read(buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            // A reset, the idle timeout, or the deadline's shutdown.
-            Err(_) => return,
+/// Each read waits at most until the next look at the send queue; the
+/// acceptor shuts every socket down at the deadline, which ends a read too.
+fn linger(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) {
+    let Some(mut linger) = Linger::begin(stream, deadline) else { return };
+    loop {
+        let now = Instant::now();
+        let LingerStep::CheckAt(at) = linger.poll(stream, now) else { return };
+        // std refuses a zero timeout; the shortest it takes is 1 ns.
+        let wait = at.saturating_duration_since(now).max(Duration::from_nanos(1));
+        if stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        loop {
+            match stream.read(buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                // Time for the next look at the send queue.
+                Err(err) if timed_out(&err) => break,
+                // A reset, or the deadline's shutdown.
+                Err(_) => return,
+            }
+            if Instant::now() >= at {
+                break;
+            }
         }
     }
-}
-
-/// Whether input the server has not read is waiting on `stream` (end of
-/// input and errors are not).
-fn input_left(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return false;
-    }
-    let left = matches!(stream.peek(&mut [0]), Ok(n) if n > 0);
-    // Should this fail, the reads in `linger` fail with `WouldBlock` at
-    // once, which ends it: a close as before, never a spin.
-    let _ = stream.set_nonblocking(false);
-    left
 }
 
 /// Whether `err` is a socket timeout: `WouldBlock` on Unix (`EAGAIN`),

@@ -22,8 +22,8 @@
 //!   of its buffer into send-buffer room that freed up too little to wake it
 //!   by itself, so the write returns complete at once; and reads then return
 //!   0 as soon as the queued input is gone, which would end the lingering
-//!   close that follows the drain (see `connection::linger`) long before the
-//!   client closes or the deadline comes. A [`ReadGate`] per connection
+//!   close that follows the drain (see `connection::linger`) before the
+//!   client has acknowledged its replies. A [`ReadGate`] per connection
 //!   tells the acceptor which threads are reading.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -86,6 +86,9 @@ pub struct Connection {
     bytes_in: u64,
     bytes_out: u64,
     reason: Option<CloseReason>,
+    /// Replies were thrown away by [`Connection::abort`]: nothing is left
+    /// to deliver, so nothing to linger for.
+    aborted: bool,
 }
 
 impl Connection {
@@ -117,6 +120,7 @@ impl Connection {
             bytes_in: 0,
             bytes_out: 0,
             reason: None,
+            aborted: false,
         })
     }
 
@@ -261,6 +265,14 @@ impl Connection {
         self.read_closed && !self.wants_write()
     }
 
+    /// Finished by a drain with every reply written: instead of closing at
+    /// once, the backend lingers ([`Linger`](crate::Linger)), since input
+    /// the peer sent may be left unread, and closing a socket with unread
+    /// input sends a reset that destroys replies not yet delivered.
+    pub fn lingers(&self) -> bool {
+        self.is_finished() && self.reason == Some(CloseReason::Shutdown) && !self.aborted
+    }
+
     /// Hands over bytes read; an empty slice means the peer closed its side.
     pub fn received(&mut self, data: &[u8]) {
         if data.is_empty() {
@@ -357,6 +369,7 @@ impl Connection {
     pub fn abort(&mut self, reason: CloseReason) {
         self.read_closed = true;
         self.reason = Some(reason);
+        self.aborted = true;
         // Nothing pending can be delivered any more; dropping it makes
         // `is_finished` true so the backend closes the socket.
         let n = self.session.pending().len();
@@ -662,5 +675,19 @@ mod tests {
         assert!(!conn.wants_read() && !conn.is_finished());
         conn.wrote(3);
         assert!(conn.is_finished());
+        assert!(conn.lingers(), "a drain that wrote every reply lingers");
+    }
+
+    #[test]
+    fn only_a_drain_that_delivered_its_replies_lingers() {
+        let stats = Arc::new(Stats::default());
+        let mut cut = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
+        cut.received(b"abc");
+        cut.drain();
+        cut.abort(CloseReason::Shutdown);
+        assert!(cut.is_finished() && !cut.lingers(), "replies given up at the deadline: close at once");
+        let mut ended = Connection::admit(peer(), &config(Mode::Raw), &stats).unwrap();
+        ended.received(b"");
+        assert!(ended.is_finished() && !ended.lingers(), "all input read: nothing to linger for");
     }
 }

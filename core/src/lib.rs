@@ -17,7 +17,8 @@
 //! session.receive(b"Hello");
 //! assert_eq!(session.pending(), b"GOT:Hello");
 //! ```
-#![forbid(unsafe_code)]
+// `unsafe` only in `sys`, the one ioctl no safe crate wraps.
+#![deny(unsafe_code)]
 
 pub mod accept;
 pub mod backend;
@@ -25,16 +26,19 @@ pub mod budget;
 pub mod buffer;
 pub mod conformance;
 pub mod connection;
+pub mod linger;
 pub mod listener;
 pub mod protocol;
 pub mod runtime;
 pub mod stats;
+pub mod sys;
 pub mod tasks;
 
 pub use accept::{AcceptBackoff, set_nodelay};
 pub use backend::{Backend, Server, ServerConfig, ShutdownSignal, Triggered, WakeFn, nothing_to_wake};
 pub use budget::Budget;
 pub use connection::{CloseReason, Connection, Interest};
+pub use linger::{Discarded, Linger, LingerStep, discard_input};
 pub use listener::bind;
 pub use protocol::{Mode, Session};
 pub use runtime::Runtime;

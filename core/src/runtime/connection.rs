@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::{Runtime, race};
 use crate::buffer::with_read_buffer;
-use crate::{CloseReason, Connection, ShutdownSignal, TaskToken};
+use crate::connection::READ_BUFFER;
+use crate::{CloseReason, Connection, Linger, LingerStep, ShutdownSignal, TaskToken};
 
 /// Steps (a read and a write, or either) a connection may take in a row
 /// without waiting before it yields to the runtime. A client that keeps the
@@ -54,11 +55,52 @@ pub(super) async fn serve<R: Runtime>(
         if !flushed {
             conn.abort(CloseReason::Shutdown);
         }
+        if conn.lingers() {
+            linger::<R>(&mut stream, deadline).await;
+        }
     }
     // Every reply is written (or given up): dropping the stream closes it,
     // with a FIN after end of input. The kernel sends a reset instead if
-    // input is still unread, as after a drain, an idle close or an error.
+    // input is still unread, as after an idle close or an error; a drain
+    // lingers first so that it does not.
     // Dropping `conn` counts and logs the close.
+}
+
+/// After a drain wrote every reply: shuts down the write side, then reads
+/// and drops input until the peer has acknowledged everything, closes, or
+/// fails, or the deadline passes. See [`Linger`] for why.
+async fn linger<R: Runtime>(stream: &mut R::Stream, deadline: Instant) {
+    let Some(mut linger) = Linger::begin(&*stream, deadline) else { return };
+    let LingerStep::CheckAt(first) = linger.poll(&*stream, Instant::now()) else { return };
+    let mut timer = pin!(R::sleep_until(first));
+    poll_fn(|cx| {
+        let mut budget = TURN_BUDGET;
+        loop {
+            // A peer that keeps sending must not hold the thread.
+            budget -= 1;
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // Read through the runtime, so that input (or the FIN) wakes us.
+            let read = with_read_buffer(READ_BUFFER, |buf| R::poll_read(stream, cx, buf));
+            match read {
+                Poll::Ready(Ok(0)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match linger.poll(&*stream, Instant::now()) {
+                LingerStep::Close => return Poll::Ready(()),
+                LingerStep::CheckAt(at) => timer.set(R::sleep_until(at)),
+            }
+        }
+    })
+    .await;
 }
 
 /// Why [`pump`]'s turn of steps ended.

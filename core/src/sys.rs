@@ -1,0 +1,80 @@
+//! The one system call core makes that no safe crate wraps: how much of a
+//! socket's send queue the peer has not yet acknowledged. It is what tells
+//! [`Linger`](crate::Linger) that every reply has arrived.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Bytes in `socket`'s send queue not yet acknowledged by the peer
+/// (`ioctl(SIOCOUTQ)`, `TIOCOUTQ` on Linux), or `None` if the kernel does not
+/// say (not a TCP socket, or a platform without it).
+pub fn unacked_send_queue(socket: BorrowedFd<'_>) -> Option<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one `int` through the
+    // pointer, which points to `queued`, alive and writable for the call; a
+    // descriptor that is not a socket only makes the call fail.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if rc == 0 { usize::try_from(queued).ok() } else { None }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+    use std::time::{Duration, Instant};
+
+    use super::unacked_send_queue;
+
+    /// Calls `check` until it holds or five seconds pass.
+    #[track_caller]
+    fn wait_for(what: &str, mut check: impl FnMut() -> io::Result<bool>) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !check()? {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn counts_bytes_until_the_peer_reads_them() -> io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let sender = TcpStream::connect(listener.local_addr()?)?;
+        let (mut receiver, _) = listener.accept()?;
+        assert_eq!(unacked_send_queue(sender.as_fd()), Some(0), "nothing sent yet");
+
+        // Write until the socket takes no more: the receiver's buffer is
+        // full (a zero window) and what it has no room for waits in the
+        // sender's queue, unacknowledged.
+        sender.set_nonblocking(true)?;
+        let chunk = [7u8; 64 * 1024];
+        let mut sent = 0;
+        let mut writer = &sender;
+        loop {
+            match writer.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err),
+            }
+            assert!(sent < 1 << 30, "the peer's window never closed");
+        }
+        assert!(unacked_send_queue(sender.as_fd()).unwrap_or(0) > 0, "bytes the peer has no room for");
+
+        // Read everything: the queue empties as the peer acknowledges.
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < sent {
+            got += receiver.read(&mut buf)?;
+        }
+        wait_for("the queue to empty", || Ok(unacked_send_queue(sender.as_fd()) == Some(0)))?;
+        Ok(())
+    }
+
+    #[test]
+    fn says_nothing_for_a_file() -> io::Result<()> {
+        let file = std::fs::File::open("/dev/null")?;
+        assert_eq!(unacked_send_queue(file.as_fd()), None);
+        Ok(())
+    }
+}
