@@ -69,6 +69,9 @@ pub(crate) struct Conn {
     linger: bool,
     /// The lingering is over: the connection closes.
     linger_done: bool,
+    /// On its loop's list of connections stopped by the budget, so that it
+    /// is listed once however often it is driven meanwhile.
+    pub(crate) held: bool,
 }
 
 /// Hands `data` to `state` in slices of at most `read_limit` bytes, each
@@ -116,6 +119,7 @@ impl Conn {
             draining: false,
             linger: false,
             linger_done: false,
+            held: false,
         }
     }
 

@@ -14,6 +14,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use echo_core::budget::RECHECK;
 use echo_core::{AcceptBackoff, CloseReason, Connection, ServerConfig, ShutdownSignal, Stats};
 use slab::Slab;
 
@@ -48,6 +49,16 @@ pub(crate) struct EventLoop {
     winding_down: bool,
     /// The linger timer's current delay.
     linger_delay: Duration,
+    /// Connections that stopped reading only because the server's budget
+    /// of buffered replies is spent ([`Connection::waits_for_budget`]).
+    /// Other connections, on any ring, free it without a completion here,
+    /// so while this is not empty the budget timer looks every
+    /// [`RECHECK`] and, once the budget has room, drives them again, which
+    /// posts their receives. While it stays spent a look costs one atomic
+    /// load.
+    ///
+    /// [`Connection::waits_for_budget`]: echo_core::Connection::waits_for_budget
+    held: Vec<usize>,
 }
 
 /// The first look at a lingering connection's send queue: on loopback the
@@ -83,6 +94,7 @@ impl EventLoop {
             expired: false,
             winding_down: false,
             linger_delay: LINGER_FIRST,
+            held: Vec::new(),
         }
     }
 
@@ -142,6 +154,7 @@ impl EventLoop {
                 Some(Timer::Retry) if done_expired(&done) && !self.draining => self.accept(),
                 Some(Timer::Drain) if done_expired(&done) => self.expire(),
                 Some(Timer::Linger) if done_expired(&done) => self.check_lingering(),
+                Some(Timer::Budget) if done_expired(&done) => self.resume_held(),
                 // Cancelled at shutdown.
                 _ => {}
             },
@@ -264,6 +277,31 @@ impl EventLoop {
         } else if conn.lingering() && !self.ring.timer_busy(Timer::Linger) {
             self.linger_delay = LINGER_FIRST;
             self.ring.push_timer(Timer::Linger, self.linger_delay);
+        } else if conn.state.waits_for_budget() && !conn.held && !self.draining {
+            conn.held = true;
+            self.held.push(key);
+            if !self.ring.timer_busy(Timer::Budget) {
+                self.ring.push_timer(Timer::Budget, RECHECK);
+            }
+        }
+    }
+
+    /// The budget timer: drives again the connections stopped by the
+    /// budget once it has room (those still stopped go back on the list),
+    /// and looks again later while any is left.
+    fn resume_held(&mut self) {
+        if self.stats.budget().room(self.config.max_buffered) > 0 {
+            for key in std::mem::take(&mut self.held) {
+                // A key whose connection closed may since have been
+                // reused: driving that one is merely spurious.
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.held = false;
+                    self.drive(key);
+                }
+            }
+        }
+        if !self.held.is_empty() && !self.draining && !self.ring.timer_busy(Timer::Budget) {
+            self.ring.push_timer(Timer::Budget, RECHECK);
         }
     }
 
@@ -294,7 +332,10 @@ impl EventLoop {
             // The listener descriptor is closed once this completes.
             self.ring.push_cancel(Token::ring(Op::Accept));
         }
-        for timer in [Timer::Retry, Timer::Idle] {
+        // Draining reads nothing more: connections stopped by the budget
+        // only flush now.
+        self.held.clear();
+        for timer in [Timer::Retry, Timer::Idle, Timer::Budget] {
             if self.ring.timer_busy(timer) {
                 self.ring.push_cancel(Token::timer(timer));
             }
@@ -347,7 +388,7 @@ impl EventLoop {
             if self.ring.wake_busy() {
                 self.ring.push_cancel(Token::ring(Op::Wake));
             }
-            for timer in [Timer::Drain, Timer::Retry, Timer::Idle, Timer::Linger] {
+            for timer in [Timer::Drain, Timer::Retry, Timer::Idle, Timer::Linger, Timer::Budget] {
                 if self.ring.timer_busy(timer) {
                     self.ring.push_cancel(Token::timer(timer));
                 }

@@ -101,12 +101,16 @@ pub(crate) enum Timer {
     /// Time to look at the send queues of draining connections that wait
     /// for their last replies to be acknowledged.
     Linger = 3,
+    /// Time to look whether the server's budget of buffered replies has
+    /// room again for the connections it stopped.
+    Budget = 4,
 }
 
 impl Timer {
     /// How many timers there are.
-    pub(crate) const COUNT: usize = 4;
-    const ALL: [Timer; Timer::COUNT] = [Timer::Idle, Timer::Retry, Timer::Drain, Timer::Linger];
+    pub(crate) const COUNT: usize = 5;
+    const ALL: [Timer; Timer::COUNT] =
+        [Timer::Idle, Timer::Retry, Timer::Drain, Timer::Linger, Timer::Budget];
 }
 
 #[cfg(test)]
