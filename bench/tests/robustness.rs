@@ -301,11 +301,18 @@ fn newline_flood_bounded(backend: &[String]) -> io::Result<()> {
         "{backend:?}: {CLIENTS} clients flooded {flooded} MiB of newlines; server peak RSS grew {per_client} KiB per client"
     );
     // The bound: 2 x the 64 KiB high watermark + a 64 KiB read buffer =
-    // 192 KiB, and uring's 64 KiB send copy: 256 KiB. (Measured on a
-    // 2-core machine: 59 to 182 KiB. Checking the watermark only after a
-    // whole read, which queued up to five times the read, measured 320 to
-    // 448 KiB.)
-    assert!(per_client < 256, "server peak RSS grew {per_client} KiB per client");
+    // 192 KiB, and a send copy of up to 64 KiB where the backend keeps one
+    // (uring): 256 KiB. (Measured on a 2-core machine: 59 to 182 KiB.
+    // Checking the watermark only after a whole read, which queued up to
+    // five times the read, measured 320 to 448 KiB.) uring's full design
+    // has no read buffer of its own but stashes what its multishot receive
+    // delivers after the connection paused, up to 64 KiB, held twice for a
+    // moment while it is fed back, beside a 32 KiB send copy: 2 x 64 + 2 x
+    // 64 + 32 + its share of the ring's buffers, 320 KiB (measured 218 to
+    // 283 KiB).
+    let full_uring = backend_name(backend) == "uring" && !backend.iter().any(|a| a == "poll");
+    let bound = if full_uring { 320 } else { 256 };
+    assert!(per_client < bound, "server peak RSS grew {per_client} KiB per client, over {bound}");
     Ok(())
 }
 
