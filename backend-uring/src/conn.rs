@@ -46,7 +46,7 @@ pub(crate) struct Conn {
     pub(crate) last_progress: Instant,
     /// The socket's send queue at the last idle deadline, to tell whether
     /// the peer took replies since.
-    send_queue: Option<u32>,
+    send_queue: Option<usize>,
     /// Input a multishot receive delivered that the connection could not
     /// take yet (reading paused at the high watermark mid-completion): fed
     /// before anything newer, once reading resumes. Bounded by what arrives
@@ -226,7 +226,7 @@ impl Conn {
         if !self.state.wants_write() {
             return false;
         }
-        let queued = crate::ring::send_queue(socket.as_fd());
+        let queued = echo_core::sys::unacked_send_queue(socket.as_fd());
         let moved = queued.is_some() && queued != self.send_queue;
         self.send_queue = queued;
         moved
@@ -255,7 +255,7 @@ impl Conn {
     /// everything sent. Returns whether it did.
     pub(crate) fn delivered(&mut self) -> bool {
         let Some(socket) = &self.socket else { return false };
-        if crate::ring::send_queue(socket.as_fd()).is_some_and(|queued| queued == 0) {
+        if echo_core::sys::unacked_send_queue(socket.as_fd()).is_some_and(|queued| queued == 0) {
             self.linger_done = true;
         }
         self.linger_done

@@ -919,15 +919,3 @@ impl Drop for IoBuffers {
         }
     }
 }
-
-/// Bytes of `socket`'s send queue the peer has not yet acknowledged
-/// (`SIOCOUTQ`), or `None` if the kernel does not say. It falls as the peer
-/// reads, even while no send completes: see `Conn::peer_took_replies`.
-pub(crate) fn send_queue(socket: BorrowedFd<'_>) -> Option<u32> {
-    let mut queued: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one `int` through the
-    // pointer, which points to `queued`, alive and writable for the call;
-    // a descriptor that is not a socket only makes the call fail.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-    (rc == 0).then(|| u32::try_from(queued).unwrap_or(0))
-}
