@@ -18,7 +18,7 @@ trap 'rm -rf "$out"' EXIT
 for b in $backends; do
   args=(--backend "$b")
   [ "$b" = select-poll ] && args=(--backend select --poller poll)
-  [ "$b" = uring-basic ] && args=(--backend uring --poller poll)
+  [ "$b" = uring-basic ] && args=(--backend uring --uring-basic)
   "$bin" serve --addr 127.0.0.1:0 --cpu 1 "${args[@]}" > "$out/$b.addr" &
   pid=$!
   for _ in $(seq 100); do grep -q listening "$out/$b.addr" 2>/dev/null && break; sleep 0.1; done

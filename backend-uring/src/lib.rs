@@ -71,7 +71,7 @@
 //! logs one warning saying what is missing and every ring runs
 //! [`Design::Basic`]: single-shot accept and receives, each connection
 //! with a read buffer of `read_limit` bytes. [`Design::Basic`] can also be
-//! asked for (`echo-bench serve --backend uring --poller poll`), so that
+//! asked for (`echo-bench serve --backend uring --uring-basic`), so that
 //! the tests run both designs on any kernel, and `compare` shows them side
 //! by side (`uring` and `uring-basic`).
 //!

@@ -100,7 +100,7 @@ macro_rules! for_each_backend {
                 build: |poller| backend_uring::UringBackend { design: uring_design(poller) },
                 threads: true, thread_prefix: "echo-uring-",
                 tests: [threads1(Select, 1), threads2(Select, 2), basic(Poll, 1)],
-                engine: "io_uring, completion-based accept/recv/send, batched submissions; multishot accept and receive from provided buffers where the kernel has them (--poller poll: single-shot)",
+                engine: "io_uring, completion-based accept/recv/send, batched submissions; multishot accept and receive from provided buffers where the kernel has them (--uring-basic: single-shot)",
                 threading: "one ring per thread",
                 threads_flag: "number of rings",
             }

@@ -222,9 +222,16 @@ pub struct ServerArgs {
     pub threads: usize,
 
     /// backend-select's readiness call; `poll` also forces uring's basic
-    /// design.
+    /// design (as `--uring-basic` does).
     #[arg(long, value_enum, default_value_t)]
     pub poller: PollerArg,
+
+    /// With `--backend uring`: the basic design, single-shot operations and
+    /// a read buffer per connection, which the backend falls back to where
+    /// the kernel lacks the newer io_uring features (`compare`'s
+    /// `uring-basic`). Other backends ignore it.
+    #[arg(long)]
+    pub uring_basic: bool,
 
     /// Connections served at once; past it new ones are closed and counted
     /// [default: the descriptor limit less a reserve].
@@ -252,7 +259,9 @@ impl ServerArgs {
     pub fn spec(&self) -> ServerSpec {
         ServerSpec {
             backend: self.backend,
-            poller: self.poller.into(),
+            // One switch inside: the basic uring design is the poll variant,
+            // as select's poll(2) is (see `backends::uring_design`).
+            poller: if self.uring_basic { Poller::Poll } else { self.poller.into() },
             mode: self.mode.into(),
             read_size: self.read_size,
             max_line: self.max_line,
@@ -558,6 +567,19 @@ mod tests {
         let cli = parse(&["--threads", "3", "--max-line", "7"]).unwrap();
         let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
         assert_eq!((args.server.threads, args.server.max_line), (3, 7));
+    }
+
+    #[test]
+    fn uring_basic_asks_for_the_basic_design() {
+        let spec = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["echo-bench", "serve", "--backend", "uring"].iter().chain(args))
+                .unwrap();
+            let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
+            args.server.spec()
+        };
+        assert_eq!(spec(&["--uring-basic"]).label(), "uring (basic)");
+        assert_eq!(spec(&[]).label(), "uring");
+        assert_eq!(spec(&["--uring-basic"]).serve_args(), spec(&["--poller", "poll"]).serve_args());
     }
 
     #[test]
