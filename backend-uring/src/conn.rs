@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use echo_core::{CloseReason, Connection};
+use echo_core::{CloseReason, Connection, Linger, LingerStep};
 
 use crate::ring::{Completion, IoBuffers, Ring};
 use crate::token::{Op, Token};
@@ -60,13 +60,11 @@ pub(crate) struct Conn {
     /// The multishot receive was cancelled because reading paused; it is
     /// re-armed once its last completion came and reading resumed.
     recv_paused: bool,
-    /// Shutdown is draining this connection: once its replies are flushed
-    /// it lingers (see [`Conn::lingering`]) instead of closing at once.
-    draining: bool,
-    /// Every reply was written and the write side shut down (a FIN after
-    /// the replies); input is read and thrown away until the send queue is
-    /// empty, the peer closes or the drain deadline passes.
-    linger: bool,
+    /// Set once a drain wrote every reply and shut the write side down (a
+    /// FIN after the replies): input is read and thrown away until core's
+    /// [`Linger`] says the send queue is empty or the drain deadline came,
+    /// or the peer closes.
+    linger: Option<Linger>,
     /// The lingering is over: the connection closes.
     linger_done: bool,
     /// On its loop's list of connections stopped by the budget, so that it
@@ -116,8 +114,7 @@ impl Conn {
             stash: Vec::new(),
             eof_pending: false,
             recv_paused: false,
-            draining: false,
-            linger: false,
+            linger: None,
             linger_done: false,
             held: false,
         }
@@ -142,7 +139,7 @@ impl Conn {
         // on delivering, a cancel is asked again (the kernel refuses one
         // that finds the receive busy completing, `EALREADY`).
         self.recv_paused = false;
-        if self.linger {
+        if self.linger.is_some() {
             match done.result() {
                 // Input after the replies: read only so that closing does
                 // not reset the connection, and thrown away.
@@ -235,12 +232,11 @@ impl Conn {
     /// Shutdown began: read nothing more, flush what is owed, then linger.
     pub(crate) fn drain(&mut self) {
         self.state.drain();
-        self.draining = true;
     }
 
     /// Whether the connection waits, its replies flushed and its write side
     /// shut down, for the peer to acknowledge them: the event loop then
-    /// polls its send queue ([`Conn::delivered`]) on a short timer.
+    /// looks at its send queue ([`Conn::check_linger`]) on a timer.
     ///
     /// Closing a socket with unread input makes Linux send a reset, which
     /// throws away replies still in the send queue; so a draining
@@ -248,17 +244,21 @@ impl Conn {
     /// empty (every reply and the FIN acknowledged), the peer closes, an
     /// error, or the drain deadline.
     pub(crate) fn lingering(&self) -> bool {
-        self.linger && !self.linger_done && !self.dead
+        self.linger.is_some() && !self.linger_done && !self.dead
     }
 
     /// At the linger timer: ends the lingering if the peer acknowledged
-    /// everything sent. Returns whether it did.
-    pub(crate) fn delivered(&mut self) -> bool {
-        let Some(socket) = &self.socket else { return false };
-        if echo_core::sys::unacked_send_queue(socket.as_fd()).is_some_and(|queued| queued == 0) {
-            self.linger_done = true;
+    /// everything sent or the deadline came (then returns `None`), or says
+    /// when to look again.
+    pub(crate) fn check_linger(&mut self, now: Instant) -> Option<Instant> {
+        let (Some(socket), Some(linger)) = (&self.socket, &mut self.linger) else { return None };
+        match linger.poll(socket, now) {
+            LingerStep::Close => {
+                self.linger_done = true;
+                None
+            }
+            LingerStep::CheckAt(at) => Some(at),
         }
-        self.linger_done
     }
 
     /// Closes the connection for `reason` (a failure included), replies
@@ -273,18 +273,18 @@ impl Conn {
     /// pending, a receive while the core wants input (not while paused at
     /// the high watermark, so a client that never reads costs no more), or,
     /// once finished, the cancellation of whatever is still in flight.
-    pub(crate) fn drive(&mut self, ring: &mut Ring) -> Next {
-        if self.state.is_finished() && self.draining && !self.dead && !self.linger_done {
+    ///
+    /// `deadline` is the drain's, for a connection that finishes draining.
+    pub(crate) fn drive(&mut self, ring: &mut Ring, deadline: Option<Instant>) -> Next {
+        if self.state.lingers() && !self.dead && !self.linger_done {
             let Some(socket) = &self.socket else { return Next::Close };
-            if !self.linger {
+            if self.linger.is_none() {
                 self.stash = Vec::new();
                 self.eof_pending = false;
-                match socket.shutdown(std::net::Shutdown::Write) {
-                    Ok(()) => self.linger = true,
-                    Err(_) => self.linger_done = true,
-                }
+                self.linger = deadline.and_then(|deadline| Linger::begin(socket, deadline));
+                self.linger_done = self.linger.is_none();
             }
-            if self.linger && !self.linger_done {
+            if !self.linger_done {
                 // A paused multishot receive is re-armed once its cancel
                 // completed; a single-shot one after each completion.
                 ring.push_recv(socket.as_fd(), &mut self.bufs, usize::MAX);

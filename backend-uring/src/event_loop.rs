@@ -12,7 +12,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use echo_core::budget::RECHECK;
 use echo_core::{AcceptBackoff, CloseReason, Connection, ServerConfig, ShutdownSignal, Stats};
@@ -47,8 +47,6 @@ pub(crate) struct EventLoop {
     expired: bool,
     /// The ring-wide operations were cancelled, the last step before exit.
     winding_down: bool,
-    /// The linger timer's current delay.
-    linger_delay: Duration,
     /// Connections that stopped reading only because the server's budget
     /// of buffered replies is spent ([`Connection::waits_for_budget`]).
     /// Other connections, on any ring, free it without a completion here,
@@ -60,14 +58,6 @@ pub(crate) struct EventLoop {
     /// [`Connection::waits_for_budget`]: echo_core::Connection::waits_for_budget
     held: Vec<usize>,
 }
-
-/// The first look at a lingering connection's send queue: on loopback the
-/// peer's acknowledgement comes within microseconds.
-const LINGER_FIRST: Duration = Duration::from_millis(1);
-
-/// The longest wait between two looks, so a connection closes at most
-/// this long after its peer acknowledged everything.
-const LINGER_MAX: Duration = Duration::from_millis(50);
 
 impl EventLoop {
     /// A loop serving `listener` (its own descriptor of it) on `ring`.
@@ -93,7 +83,6 @@ impl EventLoop {
             draining: false,
             expired: false,
             winding_down: false,
-            linger_delay: LINGER_FIRST,
             held: Vec::new(),
         }
     }
@@ -246,7 +235,7 @@ impl EventLoop {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut conn = Conn::new(socket, state, key, generation, self.ring.provides_buffers());
-        match conn.drive(&mut self.ring) {
+        match conn.drive(&mut self.ring, None) {
             Next::Wait => {
                 entry.insert(conn);
             }
@@ -271,12 +260,11 @@ impl EventLoop {
     /// Posts what connection `key` needs next, or closes it.
     fn drive(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
-        if conn.drive(&mut self.ring) == Next::Close {
+        if conn.drive(&mut self.ring, self.signal.deadline()) == Next::Close {
             let conn = self.conns.remove(key);
             close(&mut self.ring, conn);
         } else if conn.lingering() && !self.ring.timer_busy(Timer::Linger) {
-            self.linger_delay = LINGER_FIRST;
-            self.ring.push_timer(Timer::Linger, self.linger_delay);
+            self.check_lingering();
         } else if conn.state.waits_for_budget() && !conn.held && !self.draining {
             conn.held = true;
             self.held.push(key);
@@ -306,22 +294,25 @@ impl EventLoop {
     }
 
     /// The linger timer: closes the lingering connections whose peer
-    /// acknowledged every reply, and looks again later (the delay doubling
-    /// up to [`LINGER_MAX`]) while any is left.
+    /// acknowledged every reply (or whose deadline came), and arms the
+    /// timer for the soonest next look any of the others asks for (each
+    /// connection's [`echo_core::Linger`] spaces its looks, 1 ms doubling to
+    /// 50 ms).
     fn check_lingering(&mut self) {
+        let now = Instant::now();
         let keys: Vec<usize> = self.conns.iter().filter(|(_, c)| c.lingering()).map(|(key, _)| key).collect();
-        let mut left = false;
+        let mut next: Option<Instant> = None;
         for key in keys {
-            let delivered = self.conns.get_mut(key).is_some_and(Conn::delivered);
-            if delivered {
-                self.drive(key);
-            } else {
-                left = true;
+            match self.conns.get_mut(key).map(|conn| conn.check_linger(now)) {
+                Some(None) => self.drive(key),
+                Some(Some(at)) => next = Some(next.map_or(at, |next| next.min(at))),
+                None => {}
             }
         }
-        if left && !self.ring.timer_busy(Timer::Linger) {
-            self.linger_delay = (self.linger_delay * 2).min(LINGER_MAX);
-            self.ring.push_timer(Timer::Linger, self.linger_delay);
+        if let Some(at) = next
+            && !self.ring.timer_busy(Timer::Linger)
+        {
+            self.ring.push_timer(Timer::Linger, at.saturating_duration_since(now));
         }
     }
 
