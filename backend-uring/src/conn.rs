@@ -49,11 +49,15 @@ pub(crate) struct Conn {
     send_queue: Option<usize>,
     /// Input a multishot receive delivered that the connection could not
     /// take yet (reading paused at the high watermark mid-completion): fed
-    /// before anything newer, once reading resumes. Bounded by what arrives
-    /// between the pause and the end of the receive, which is cancelled at
-    /// once: in practice what the kernel receives for one wake-up of the
-    /// socket, up to 32 provided buffers (64 KiB), and never more than the
-    /// ring's pool.
+    /// before anything newer, once reading resumes. Each receive is armed
+    /// for what the connection can take at that moment, and where the
+    /// kernel caps it ([`Ring::caps_receives`]) ends there, so this holds
+    /// at most the one provided buffer the kernel fills past the cap, or
+    /// input that the server's budget, spent meanwhile by other
+    /// connections, no longer lets in. Without the cap it holds what
+    /// arrives between the pause and the end of the receive, which is then
+    /// cancelled: what the kernel receives for one wake-up of the socket,
+    /// never more than the ring's pool.
     stash: Vec<u8>,
     /// End of input arrived behind stashed bytes: handed over after them.
     eof_pending: bool,

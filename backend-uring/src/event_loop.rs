@@ -97,6 +97,12 @@ impl EventLoop {
 
     fn serve(&mut self) -> io::Result<()> {
         self.ring.enable()?;
+        if self.ring.provides_buffers() && !self.ring.caps_receives() {
+            tracing::debug!(
+                "this kernel cannot cap a multishot receive: a paused connection may stash what its \
+                 receive delivers until cancelled, up to the ring's provided buffers"
+            );
+        }
         self.ring.push_wake(self.wake.as_fd());
         self.accept();
         if let Some(idle) = self.config.idle_timeout {

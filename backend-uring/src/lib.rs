@@ -251,13 +251,20 @@ impl Backend for UringBackend {
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpStream};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::fd::AsFd;
     use std::thread;
     use std::time::{Duration, Instant};
 
     use echo_core::{Backend, Mode, ServerConfig};
 
+    use super::token::Op;
     use super::{Design, UringBackend, ring};
+
+    /// Held by each test that uses provided buffers: the count of buffers
+    /// lent is process-wide, so one test's passes would otherwise show in
+    /// another's check that every buffer came back.
+    static PROVIDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Waits up to five seconds for `done`.
     #[track_caller]
@@ -274,6 +281,7 @@ mod tests {
     /// reset, a half-close, and after shutdown with a connection mid-stream.
     #[test]
     fn provided_buffers_all_come_back() -> std::io::Result<()> {
+        let _alone = PROVIDED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Err(missing) = ring::Ring::full(8, 1000) {
             eprintln!("skipped: this kernel's io_uring lacks {missing}");
             return Ok(());
@@ -322,6 +330,77 @@ mod tests {
             server.shutdown(Duration::from_millis(200));
             assert_eq!(ring::buffers_lent(), 0, "{mode:?}: buffers lent after shutdown");
         }
+        Ok(())
+    }
+
+    /// Arms one multishot receive for `limit` bytes on a socket holding
+    /// `queued` bytes and returns what it delivered before it ended by
+    /// itself, or, if it is still armed once everything queued arrived,
+    /// all of that (it is then cancelled).
+    fn delivered_by_one_receive(
+        ring: &mut ring::Ring,
+        limit: usize,
+        queued: usize,
+    ) -> std::io::Result<usize> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let mut client = TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        client.write_all(&vec![b'x'; queued])?;
+        let mut bufs = ring::IoBuffers::new(1, 1, limit, true);
+        ring.push_recv(server.as_fd(), &mut bufs, limit);
+        let (mut delivered, mut cancelled) = (0, false);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while bufs.recv_busy() {
+            assert!(Instant::now() < deadline, "the receive neither ended nor delivered {queued} bytes");
+            if delivered == queued && !cancelled {
+                ring.push_cancel(bufs.token(Op::Recv));
+                cancelled = true;
+            }
+            ring.submit_and_wait()?;
+            let mut done = Vec::new();
+            ring.reap(&mut done);
+            for mut completion in done {
+                if bufs.recv_done(&completion) {
+                    delivered += ring.with_received(&mut completion, |data| data.len()).unwrap_or(0);
+                } else {
+                    ring.recycle(&mut completion);
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Where the kernel caps multishot receives, one armed for 4 KiB on a
+    /// socket holding 64 KiB ends by itself after at most one provided
+    /// buffer past 4 KiB: what bounds a paused connection's stash. The twin
+    /// without the cap shows the check sees the difference: the same
+    /// receive delivers all 64 KiB.
+    #[test]
+    fn a_capped_receive_ends_at_its_limit() -> std::io::Result<()> {
+        let _alone = PROVIDED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Its completion queue (128) holds every completion of 64 KiB (32):
+        // a full queue would end the receive early, which is not the cap.
+        let mut ring = match ring::Ring::full(64, ring::BUF_MAX) {
+            Ok(ring) => ring,
+            Err(missing) => {
+                eprintln!("skipped: this kernel's io_uring lacks {missing}");
+                return Ok(());
+            }
+        };
+        ring.enable()?;
+        if !ring.caps_receives() {
+            eprintln!("skipped: this kernel does not cap multishot receives");
+            return Ok(());
+        }
+        let (limit, queued) = (4 * 1024, 64 * 1024);
+        let capped = delivered_by_one_receive(&mut ring, limit, queued)?;
+        assert!(
+            (limit..=limit + ring::BUF_MAX).contains(&capped),
+            "a receive capped at {limit} delivered {capped}"
+        );
+        ring.stop_capping_receives();
+        let uncapped = delivered_by_one_receive(&mut ring, limit, queued)?;
+        assert_eq!(uncapped, queued, "without the cap, everything queued arrives");
         Ok(())
     }
 }

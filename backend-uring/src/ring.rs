@@ -108,6 +108,24 @@ impl Completion {
     }
 }
 
+/// Where the byte cap of a multishot receive (`optlen`, the same four bytes
+/// as `file_index`) sits in a submission entry: fixed by the kernel's ABI,
+/// `struct io_uring_sqe`. The `io-uring` crate has no setter for it.
+const SQE_OPTLEN: usize = 44;
+
+/// `entry`, a multishot receive, with a cap of `cap` bytes over its life:
+/// the kernel ends it (a completion without `IORING_CQE_F_MORE`) once it
+/// delivered that many.
+fn with_receive_cap(entry: squeue::Entry, cap: u32) -> squeue::Entry {
+    // SAFETY: `squeue::Entry` is `repr(C)` around the kernel's 64-byte
+    // `io_uring_sqe`, plain integers and unions of them: every byte
+    // pattern is a valid value, and the sizes are checked at compile time.
+    let mut bytes: [u8; 64] = unsafe { mem::transmute(entry) };
+    bytes[SQE_OPTLEN..SQE_OPTLEN + 4].copy_from_slice(&cap.to_ne_bytes());
+    // SAFETY: as above.
+    unsafe { mem::transmute::<[u8; 64], squeue::Entry>(bytes) }
+}
+
 /// Where the kernel writes the address of an accepted peer.
 struct AcceptAddr {
     storage: libc::sockaddr_storage,
@@ -127,6 +145,9 @@ pub(crate) struct Ring {
     in_flight: usize,
     /// The provided buffers multishot receives fill (full design only).
     provided: Option<BufRing>,
+    /// The kernel ends a multishot receive once it delivered the bytes it
+    /// was armed for (see [`Ring::push_recv`]); found by [`Ring::enable`].
+    caps_receives: bool,
     accept_addr: Box<AcceptAddr>,
     accept_busy: bool,
     /// The eventfd counter read by the wake-up operation.
@@ -230,6 +251,7 @@ impl Ring {
             full: disabled,
             in_flight: 0,
             provided: None,
+            caps_receives: false,
             accept_addr: Box::new(AcceptAddr {
                 // SAFETY: `sockaddr_storage` is plain old data; all zeroes
                 // is a valid (unspecified-family) value.
@@ -246,13 +268,49 @@ impl Ring {
     }
 
     /// Makes the calling thread the ring's one issuer (full design); the
-    /// first thing its loop does. Nothing for a basic ring.
+    /// first thing its loop does, before anything else is in flight.
+    /// Nothing for a basic ring.
     pub(crate) fn enable(&mut self) -> io::Result<()> {
         if self.disabled {
             self.uring.submitter().register_enable_rings()?;
             self.disabled = false;
+            self.caps_receives = self.probe_receive_cap()?;
         }
         Ok(())
+    }
+
+    /// Whether this kernel takes a byte cap for a multishot receive
+    /// (`optlen`): a receive on no socket, with a cap, fails with `EBADF`
+    /// where the cap is understood and `EINVAL` (refused before the socket
+    /// is looked at) where it is not. Kernels without it still serve, with
+    /// a connection's stash bounded by the ring's pool instead.
+    fn probe_receive_cap(&mut self) -> io::Result<bool> {
+        let entry = with_receive_cap(opcode::RecvMulti::new(types::Fd(-1), BUF_GROUP).build(), 1)
+            .user_data(Token::ring(Op::Cancel).user_data());
+        // SAFETY: a receive on no descriptor fails before it takes a buffer
+        // or touches memory of ours.
+        unsafe { self.push(entry) };
+        let mut done = Vec::new();
+        while done.is_empty() {
+            self.submit_and_wait()?;
+            self.reap(&mut done);
+        }
+        for completion in &mut done {
+            self.recycle(completion);
+        }
+        Ok(done.iter().any(|c| c.result == -libc::EBADF))
+    }
+
+    /// Whether multishot receives end by themselves at their `limit`.
+    pub(crate) fn caps_receives(&self) -> bool {
+        self.caps_receives
+    }
+
+    /// Stops capping multishot receives, as on a kernel without the cap:
+    /// for the test that shows what the cap prevents.
+    #[cfg(test)]
+    pub(crate) fn stop_capping_receives(&mut self) {
+        self.caps_receives = false;
     }
 
     /// Operations submitted (or queued) whose completion is not reaped yet.
@@ -419,17 +477,25 @@ impl Ring {
     ///
     /// A full ring posts a multishot receive from the provided buffers: one
     /// completion per buffer filled, until end of input, an error, no free
-    /// buffer (`ENOBUFS`) or a cancel ends it. It ignores `limit`; the caller
-    /// hands what arrives to the connection in `limit` slices. A basic ring
-    /// receives at most `limit` bytes once, into the connection's buffer.
+    /// buffer (`ENOBUFS`), a cancel, or (where the kernel
+    /// [caps receives](Ring::caps_receives)) `limit` bytes delivered ends
+    /// it; the kernel may fill one buffer past `limit` before it stops. The
+    /// caller hands what arrives to the connection in `limit` slices, and
+    /// arms the receive again, with the limit of the moment, once it ended.
+    /// A basic ring receives at most `limit` bytes once, into the
+    /// connection's buffer.
     pub(crate) fn push_recv(&mut self, fd: BorrowedFd<'_>, bufs: &mut IoBuffers, limit: usize) {
         if bufs.recv_busy {
             return;
         }
         if self.provided.is_some() {
-            let entry = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), BUF_GROUP)
-                .build()
-                .user_data(bufs.token(Op::Recv).user_data());
+            let mut entry = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), BUF_GROUP).build();
+            // A cap of 0 is none: a limit too large to say is no limit.
+            let cap = u32::try_from(limit).unwrap_or(0);
+            if self.caps_receives && cap > 0 {
+                entry = with_receive_cap(entry, cap);
+            }
+            let entry = entry.user_data(bufs.token(Op::Recv).user_data());
             // SAFETY: the kernel writes only into provided buffers, which
             // the ring owns for its whole life (see `BufRing`) and hands out
             // only once a completion names them.
@@ -618,9 +684,9 @@ const BUF_GROUP: u16 = 0;
 /// The bytes of provided buffers per ring. A pass gives back every buffer
 /// it was handed, so this bounds what one `io_uring_enter` can receive, for
 /// all connections of the ring together, before a receive ends with
-/// `ENOBUFS` (and is re-armed). It also bounds what a connection can be
-/// handed in the pass in which it pauses, and so its stash: see
-/// `Conn::stash`.
+/// `ENOBUFS` (and is re-armed). Where the kernel cannot cap a receive, it
+/// also bounds what a connection can be handed in the pass in which it
+/// pauses, and so its stash: see `Conn::stash`.
 const POOL_BYTES: usize = 256 * 1024;
 
 /// The largest provided buffer: in `line` and `raw` mode, where a basic ring
