@@ -45,8 +45,8 @@ pub(crate) struct Conn {
     /// timeout.
     pub(crate) last_progress: Instant,
     /// The socket's send queue at the last idle deadline, to tell whether
-    /// the peer took replies since.
-    send_queue: Option<usize>,
+    /// the peer took replies since (a socket's queue is far below 4 GiB).
+    send_queue: Option<u32>,
     /// Input a multishot receive delivered that the connection could not
     /// take yet (reading paused at the high watermark mid-completion): fed
     /// before anything newer, once reading resumes. Each receive is armed
@@ -67,8 +67,9 @@ pub(crate) struct Conn {
     /// Set once a drain wrote every reply and shut the write side down (a
     /// FIN after the replies): input is read and thrown away until core's
     /// [`Linger`] says the send queue is empty or the drain deadline came,
-    /// or the peer closes.
-    linger: Option<Linger>,
+    /// or the peer closes. Boxed: only a draining connection has one, and
+    /// every idle connection would otherwise carry its size.
+    linger: Option<Box<Linger>>,
     /// The lingering is over: the connection closes.
     linger_done: bool,
     /// On its loop's list of connections stopped by the budget, so that it
@@ -227,7 +228,7 @@ impl Conn {
         if !self.state.wants_write() {
             return false;
         }
-        let queued = echo_core::sys::unacked_send_queue(socket.as_fd());
+        let queued = echo_core::sys::unacked_send_queue(socket.as_fd()).and_then(|q| u32::try_from(q).ok());
         let moved = queued.is_some() && queued != self.send_queue;
         self.send_queue = queued;
         moved
@@ -285,7 +286,7 @@ impl Conn {
             if self.linger.is_none() {
                 self.stash = Vec::new();
                 self.eof_pending = false;
-                self.linger = deadline.and_then(|deadline| Linger::begin(socket, deadline));
+                self.linger = deadline.and_then(|deadline| Linger::begin(socket, deadline)).map(Box::new);
                 self.linger_done = self.linger.is_none();
             }
             if !self.linger_done {
