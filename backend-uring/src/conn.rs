@@ -330,7 +330,9 @@ impl Conn {
             ring.push_send(socket.as_fd(), &mut self.bufs);
         }
         if self.state.wants_read() {
-            if self.stash.is_empty() && !self.eof_pending {
+            // An armed multishot receive is the usual case: its limit is
+            // worked out only when one is posted.
+            if self.stash.is_empty() && !self.eof_pending && !self.bufs.recv_busy() {
                 ring.push_recv(socket.as_fd(), &mut self.bufs, self.state.read_limit());
             }
         } else if ring.provides_buffers() && self.bufs.recv_busy() && !self.recv_paused {
