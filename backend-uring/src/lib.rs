@@ -59,12 +59,18 @@
 //!   `ring.rs`). The bytes go to `Connection::received` in `read_limit`
 //!   slices, so `got` mode answers each piece of at most `read_size` bytes
 //!   exactly as if it had been read by itself (its buffers are `read_size`
-//!   bytes, up to 2 KiB). A multishot receive keeps delivering whatever the
-//!   core wants, so when the connection pauses at the high watermark (or
-//!   drains) it is cancelled; what arrives before the cancel lands (about
-//!   one wake-up's worth, at most 32 buffers) is stashed in the connection
-//!   and fed, before anything newer, once reading resumes, and the receive
-//!   is re-armed after that.
+//!   bytes, up to 16 KiB; `line` and `raw` mode's are 16 KiB).
+//! - Each receive is armed for what the connection can take at that moment
+//!   (its `read_limit`, as a basic ring's read is), and the kernel ends it
+//!   there (a multishot byte cap, `optlen`, probed when the ring is
+//!   enabled); it is armed again, for the limit of the moment, once it has
+//!   ended and the connection wants input. So a connection that pauses at
+//!   the high watermark has no receive delivering behind it; what the last
+//!   completion brought past the limit (less than one buffer) is stashed
+//!   and fed, before anything newer, once reading resumes. Where the kernel
+//!   has no cap, the receive delivers until the pause cancels it, and the
+//!   stash takes what arrives before the cancel lands (about one wake-up's
+//!   worth, never more than the ring's buffers).
 //!
 //! Where the kernel refuses any of it (an older kernel, `EINVAL` from the
 //! setup flags, a buffer ring that cannot be registered), the first ring
@@ -372,7 +378,8 @@ mod tests {
 
     /// Where the kernel caps multishot receives, one armed for 4 KiB on a
     /// socket holding 64 KiB ends by itself after at most one provided
-    /// buffer past 4 KiB: what bounds a paused connection's stash. The twin
+    /// buffer (1 KiB here) past 4 KiB: what bounds a paused connection's
+    /// stash. The twin
     /// without the cap shows the check sees the difference: the same
     /// receive delivers all 64 KiB.
     #[test]
@@ -380,7 +387,7 @@ mod tests {
         let _alone = PROVIDED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Its completion queue (128) holds every completion of 64 KiB (32):
         // a full queue would end the receive early, which is not the cap.
-        let mut ring = match ring::Ring::full(64, ring::BUF_MAX) {
+        let mut ring = match ring::Ring::full(64, 1024) {
             Ok(ring) => ring,
             Err(missing) => {
                 eprintln!("skipped: this kernel's io_uring lacks {missing}");
@@ -394,10 +401,7 @@ mod tests {
         }
         let (limit, queued) = (4 * 1024, 64 * 1024);
         let capped = delivered_by_one_receive(&mut ring, limit, queued)?;
-        assert!(
-            (limit..=limit + ring::BUF_MAX).contains(&capped),
-            "a receive capped at {limit} delivered {capped}"
-        );
+        assert!((limit..=limit + 1024).contains(&capped), "a receive capped at {limit} delivered {capped}");
         ring.stop_capping_receives();
         let uncapped = delivered_by_one_receive(&mut ring, limit, queued)?;
         assert_eq!(uncapped, queued, "without the cap, everything queued arrives");

@@ -307,9 +307,9 @@ fn newline_flood_bounded(backend: &[String]) -> io::Result<()> {
     // five times the read, measured 320 to 448 KiB.) uring's full design
     // has no read buffer of its own: each multishot receive is armed for
     // what the connection can take and ends there, so what it stashes is at
-    // most one 2 KiB provided buffer past that, beside a 32 KiB send copy
-    // and its share (8 KiB) of the ring's buffers: 2 x 64 + 2 + 32 + 8 =
-    // 170, bound 192 KiB (measured 123 to 127 KiB; 220 to 283 KiB when its
+    // most one 16 KiB provided buffer past that, beside a 32 KiB send copy
+    // and its share (8 KiB) of the ring's buffers: 2 x 64 + 16 + 32 + 8 =
+    // 184, bound 192 KiB (measured 113 to 127 KiB; 220 to 290 KiB when its
     // receive went on until cancelled, which this bound catches).
     let full_uring = backend_name(backend) == "uring" && !backend.iter().any(|a| a == "poll");
     let bound = if full_uring { 192 } else { 256 };
