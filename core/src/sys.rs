@@ -1,6 +1,8 @@
-//! The one system call core makes that no safe crate wraps: how much of a
-//! socket's send queue the peer has not yet acknowledged. It is what tells
-//! [`Linger`](crate::Linger) that every reply has arrived.
+//! The two system calls core makes that no safe crate wraps: how much of a
+//! socket's send queue the peer has not yet acknowledged, which tells
+//! [`Linger`](crate::Linger) that every reply has arrived; and how much
+//! input waits unread, which tells a blocking reader that one more read will
+//! not block.
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -17,6 +19,17 @@ pub fn unacked_send_queue(socket: BorrowedFd<'_>) -> Option<usize> {
     if rc == 0 { usize::try_from(queued).ok() } else { None }
 }
 
+/// Bytes of input waiting in `socket`'s receive queue
+/// (`ioctl(FIONREAD)`), or `None` if the kernel does not say.
+pub fn unread_input(socket: BorrowedFd<'_>) -> Option<usize> {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one `int` through the pointer, which points to
+    // `waiting`, alive and writable for the call; a descriptor it does not
+    // apply to only makes the call fail.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+    if rc == 0 { usize::try_from(waiting).ok() } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{self, Read, Write};
@@ -24,7 +37,7 @@ mod tests {
     use std::os::fd::AsFd;
     use std::time::{Duration, Instant};
 
-    use super::unacked_send_queue;
+    use super::{unacked_send_queue, unread_input};
 
     /// Calls `check` until it holds or five seconds pass.
     #[track_caller]
@@ -75,6 +88,20 @@ mod tests {
     fn says_nothing_for_a_file() -> io::Result<()> {
         let file = std::fs::File::open("/dev/null")?;
         assert_eq!(unacked_send_queue(file.as_fd()), None);
+        Ok(())
+    }
+
+    #[test]
+    fn counts_input_until_it_is_read() -> io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let mut sender = TcpStream::connect(listener.local_addr()?)?;
+        let (mut receiver, _) = listener.accept()?;
+        assert_eq!(unread_input(receiver.as_fd()), Some(0), "nothing sent yet");
+        sender.write_all(&[1u8; 100])?;
+        wait_for("the input to arrive", || Ok(unread_input(receiver.as_fd()) == Some(100)))?;
+        let mut buf = [0u8; 60];
+        receiver.read_exact(&mut buf)?;
+        assert_eq!(unread_input(receiver.as_fd()), Some(40), "what is left after a read");
         Ok(())
     }
 }
