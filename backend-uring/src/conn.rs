@@ -331,9 +331,11 @@ impl Conn {
         }
         if self.state.wants_read() {
             // An armed multishot receive is the usual case: its limit is
-            // worked out only when one is posted.
+            // worked out only when one is posted. It is what the connection
+            // can take over many reads (a basic ring's one read is capped
+            // by its buffer, which makes it `read_limit`).
             if self.stash.is_empty() && !self.eof_pending && !self.bufs.recv_busy() {
-                ring.push_recv(socket.as_fd(), &mut self.bufs, self.state.read_limit());
+                ring.push_recv(socket.as_fd(), &mut self.bufs, self.state.input_room());
             }
         } else if ring.provides_buffers() && self.bufs.recv_busy() && !self.recv_paused {
             // A multishot receive goes on delivering whatever the core

@@ -61,7 +61,8 @@
 //!   exactly as if it had been read by itself (its buffers are `read_size`
 //!   bytes, up to 16 KiB; `line` and `raw` mode's are 16 KiB).
 //! - Each receive is armed for what the connection can take at that moment
-//!   (its `read_limit`, as a basic ring's read is), and the kernel ends it
+//!   over many reads (`Connection::input_room`, where a basic ring's read
+//!   takes one read's worth, `read_limit`), and the kernel ends it
 //!   there (a multishot byte cap, `optlen`, probed when the ring is
 //!   enabled); it is armed again, for the limit of the moment, once it has
 //!   ended and the connection wants input. So a connection that pauses at

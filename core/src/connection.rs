@@ -164,6 +164,24 @@ impl Connection {
         self.fits(self.room()).clamp(1, self.max_read)
     }
 
+    /// The most input the connection can take now, over however many
+    /// reads, before its replies would pass what [`Connection::read_limit`]
+    /// allows: what an io_uring multishot receive, which delivers many
+    /// reads' worth before it ends, may be armed for. It is
+    /// [`Connection::read_limit`] without the cap of one read, in `got` mode
+    /// counting a prefix per `read_size` bytes.
+    pub fn input_room(&self) -> usize {
+        let room = self.room();
+        let input = match self.session.mode() {
+            Mode::Got => {
+                let piece = self.max_read + PREFIX.len();
+                room / piece * self.max_read + (room % piece).saturating_sub(PREFIX.len())
+            }
+            _ => self.fits(room),
+        };
+        input.max(1)
+    }
+
     /// The reply bytes this connection may queue now: under its watermark,
     /// and within [`Connection::budget_room`].
     fn room(&self) -> usize {
@@ -670,6 +688,36 @@ mod tests {
         // The buffer's growth (doubling) may pass the budget once.
         assert!(stats.budget().used() < 2 * 1000);
         assert_eq!(stats.budget().used(), held(&[&a]));
+    }
+
+    /// What `input_room` allows, fed in `read_limit` slices as a multishot
+    /// receive's completions are, never queues more than `read_limit`
+    /// would have allowed one read at a time: the replies stay within the
+    /// high watermark, and in `got` mode it is many reads' worth.
+    #[test]
+    fn input_room_is_what_fits_under_the_watermark() {
+        for mode in [Mode::Got, Mode::Line, Mode::Raw] {
+            let stats = Arc::new(Stats::default());
+            let config = config(mode);
+            let mut conn = Connection::admit(peer(), &config, &stats).unwrap();
+            let mut input = conn.input_room();
+            assert!(input >= conn.read_limit(), "{mode:?}: less than one read");
+            if mode == Mode::Got {
+                assert!(input > 16 * config.read_size, "{mode:?}: one read's worth, {input}");
+            }
+            while input > 0 {
+                assert!(conn.wants_read(), "{mode:?}: paused with {input} bytes of room left");
+                let n = conn.read_limit().min(input);
+                conn.received(&vec![b'\n'; n]);
+                input -= n;
+            }
+            assert!(
+                conn.pending().len() <= config.high_watermark,
+                "{mode:?}: {} pending over the {} watermark",
+                conn.pending().len(),
+                config.high_watermark
+            );
+        }
     }
 
     #[test]
