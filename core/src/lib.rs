@@ -17,7 +17,7 @@
 //! session.receive(b"Hello");
 //! assert_eq!(session.pending(), b"GOT:Hello");
 //! ```
-// `unsafe` only in `sys`, the one ioctl no safe crate wraps.
+// `unsafe` only in `sys`: the two ioctls no safe crate wraps.
 #![deny(unsafe_code)]
 
 pub mod accept;

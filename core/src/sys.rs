@@ -11,23 +11,24 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// (`ioctl(SIOCOUTQ)`, `TIOCOUTQ` on Linux), or `None` if the kernel does not
 /// say (not a TCP socket, or a platform without it).
 pub fn unacked_send_queue(socket: BorrowedFd<'_>) -> Option<usize> {
-    let mut queued: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) writes one `int` through the
-    // pointer, which points to `queued`, alive and writable for the call; a
-    // descriptor that is not a socket only makes the call fail.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-    if rc == 0 { usize::try_from(queued).ok() } else { None }
+    ioctl_count(socket, libc::TIOCOUTQ)
 }
 
 /// Bytes of input waiting in `socket`'s receive queue
 /// (`ioctl(FIONREAD)`), or `None` if the kernel does not say.
 pub fn unread_input(socket: BorrowedFd<'_>) -> Option<usize> {
-    let mut waiting: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one `int` through the pointer, which points to
-    // `waiting`, alive and writable for the call; a descriptor it does not
-    // apply to only makes the call fail.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut waiting) };
-    if rc == 0 { usize::try_from(waiting).ok() } else { None }
+    ioctl_count(socket, libc::FIONREAD)
+}
+
+/// The count `request` reports for `socket`: one of the ioctls above, each
+/// of which writes a single `int`.
+fn ioctl_count(socket: BorrowedFd<'_>, request: libc::Ioctl) -> Option<usize> {
+    let mut count: libc::c_int = 0;
+    // SAFETY: both requests used here (TIOCOUTQ, FIONREAD) write one `int`
+    // through the pointer, which points to `count`, alive and writable for
+    // the call; a descriptor they do not apply to only makes the call fail.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), request, &mut count) };
+    if rc == 0 { usize::try_from(count).ok() } else { None }
 }
 
 #[cfg(test)]
