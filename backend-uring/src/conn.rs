@@ -234,11 +234,6 @@ impl Conn {
         moved
     }
 
-    /// Shutdown began: read nothing more, flush what is owed, then linger.
-    pub(crate) fn drain(&mut self) {
-        self.state.drain();
-    }
-
     /// Whether the connection waits, its replies flushed and its write side
     /// shut down, for the peer to acknowledge them: the event loop then
     /// looks at its send queue ([`Conn::check_linger`]) on a timer.

@@ -343,7 +343,7 @@ impl EventLoop {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.drain();
+                conn.state.drain();
             }
             self.drive(key);
         }
@@ -385,7 +385,7 @@ impl EventLoop {
             if self.ring.wake_busy() {
                 self.ring.push_cancel(Token::ring(Op::Wake));
             }
-            for timer in [Timer::Drain, Timer::Retry, Timer::Idle, Timer::Linger, Timer::Budget] {
+            for timer in Timer::ALL {
                 if self.ring.timer_busy(timer) {
                     self.ring.push_cancel(Token::timer(timer));
                 }

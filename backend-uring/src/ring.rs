@@ -137,13 +137,12 @@ pub(crate) struct Ring {
     uring: IoUring,
     /// Made with `IORING_SETUP_R_DISABLED`, not yet enabled by its thread.
     disabled: bool,
-    /// The full design: multishot operations, see [`Ring::full`].
-    full: bool,
     /// Submissions pushed whose last completion has not been reaped. A
     /// single-shot operation has one completion; a multishot one, many, the
     /// last without `IORING_CQE_F_MORE`.
     in_flight: usize,
-    /// The provided buffers multishot receives fill (full design only).
+    /// The provided buffers multishot receives fill: present in the full
+    /// design (multishot operations, see [`Ring::full`]) only.
     provided: Option<BufRing>,
     /// The kernel ends a multishot receive once it delivered the bytes it
     /// was armed for (see [`Ring::push_recv`]); found by [`Ring::enable`].
@@ -248,7 +247,6 @@ impl Ring {
         Ring {
             uring,
             disabled,
-            full: disabled,
             in_flight: 0,
             provided: None,
             caps_receives: false,
@@ -391,7 +389,7 @@ impl Ring {
             return;
         }
         let user_data = Token::ring(Op::Accept).user_data();
-        if self.full {
+        if self.provided.is_some() {
             let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
                 .flags(libc::SOCK_CLOEXEC)
                 .build()
@@ -596,7 +594,7 @@ impl Ring {
                 Some(Op::Accept) if more => {}
                 Some(Op::Accept) => {
                     self.accept_busy = false;
-                    if cqe.result() >= 0 && !self.full {
+                    if cqe.result() >= 0 && self.provided.is_none() {
                         peer = decode(&self.accept_addr);
                     }
                 }
@@ -609,8 +607,7 @@ impl Ring {
                 _ => {}
             }
             let buf = cqueue::buffer_select(cqe.flags());
-            if let (Some(_), Some(provided)) = (buf, &mut self.provided) {
-                provided.lent += 1;
+            if buf.is_some() && self.provided.is_some() {
                 LENT.fetch_add(1, Ordering::Relaxed);
                 TAKEN.fetch_add(1, Ordering::Relaxed);
             }
@@ -750,8 +747,6 @@ struct BufRing {
     count: u16,
     /// Our tail: the next entry we write.
     tail: u16,
-    /// Buffers of this ring lent to completions.
-    lent: usize,
 }
 
 // SAFETY: a `BufRing` is plain memory reached through its pointers, owned
@@ -780,7 +775,7 @@ impl BufRing {
         let memory = Box::into_raw(vec![0u8; usize::from(count) * buf_len].into_boxed_slice());
         // SAFETY: `Box::into_raw` never returns null.
         let memory = unsafe { NonNull::new_unchecked(memory.cast::<u8>()) };
-        let mut ring = BufRing { entries, memory, buf_len, count, tail: 0, lent: 0 };
+        let mut ring = BufRing { entries, memory, buf_len, count, tail: 0 };
         // SAFETY: the entries are page-aligned, `count` long and live
         // until the io_uring is gone (`Drop` frees them only after it, or
         // leaks them); the kernel reads only the entries we publish.
@@ -824,7 +819,6 @@ impl BufRing {
 
     /// A buffer lent to a completion comes back.
     fn give_back(&mut self, bid: u16) {
-        self.lent = self.lent.saturating_sub(1);
         LENT.fetch_sub(1, Ordering::Relaxed);
         self.publish(bid);
     }

@@ -109,7 +109,8 @@ pub(crate) enum Timer {
 impl Timer {
     /// How many timers there are.
     pub(crate) const COUNT: usize = 5;
-    const ALL: [Timer; Timer::COUNT] =
+    /// Every timer.
+    pub(crate) const ALL: [Timer; Timer::COUNT] =
         [Timer::Idle, Timer::Retry, Timer::Drain, Timer::Linger, Timer::Budget];
 }
 
