@@ -18,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use backend_select::Poller;
+use backend_uring::Design;
 use common::{ServerChild, TIMEOUT, connect, connect_small_buffers, pattern, wait_until};
 use echo_bench::backends::BackendName;
 use echo_bench::procfs::status_kib;
@@ -311,8 +312,7 @@ fn newline_flood_bounded(backend: &[String]) -> io::Result<()> {
     // and its share (8 KiB) of the ring's buffers: 2 x 64 + 16 + 32 + 8 =
     // 184, bound 192 KiB (measured 113 to 127 KiB; 220 to 290 KiB when its
     // receive went on until cancelled, which this bound catches).
-    let full_uring = backend_name(backend) == "uring" && !backend.iter().any(|a| a == "poll");
-    let bound = if full_uring { 192 } else { 256 };
+    let bound = if is_uring(backend, Design::Full) { 192 } else { 256 };
     assert!(per_client < bound, "server peak RSS grew {per_client} KiB per client, over {bound}");
     Ok(())
 }
@@ -401,7 +401,7 @@ fn budget_flood(backend: &[String], max_buffered: &str) -> io::Result<(u64, u64)
         "{backend:?} --max-buffered {max_buffered}: {CLIENTS} clients sent {} MiB; server peak RSS grew {grew} KiB",
         sent.iter().sum::<usize>() >> 20
     );
-    let basic_uring = backend_name(backend) == "uring" && backend.iter().any(|a| a == "poll");
+    let basic_uring = is_uring(backend, Design::Basic);
     let per_connection = match backend_name(backend) {
         "select" => 64,
         "threads" => 64 + 32,
@@ -513,6 +513,13 @@ fn server_read(server: SocketAddr, client: &TcpStream, sent: usize) -> io::Resul
 /// The `--backend` value in `backend`'s options.
 fn backend_name(backend: &[String]) -> &str {
     backend.iter().skip_while(|a| *a != "--backend").nth(1).map_or("", String::as_str)
+}
+
+/// Whether `backend` is uring in `design`: the suites ask for its basic
+/// design with `--poller poll`, as `echo_bench::backends::uring_design` maps it.
+fn is_uring(backend: &[String], design: Design) -> bool {
+    let poller = if backend.iter().any(|a| a == "poll") { Poller::Poll } else { Poller::Select };
+    backend_name(backend) == "uring" && echo_bench::backends::uring_design(poller) == design
 }
 
 /// Closes the client's side, then reads its input back, byte for byte, and

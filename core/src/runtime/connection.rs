@@ -163,8 +163,8 @@ async fn pump<R: Runtime>(
                     if shutdown.is_some_and(ShutdownSignal::is_triggered) {
                         return Poll::Ready(Event::Stop);
                     }
-                    let mut extra_reads = 0;
-                    match poll_step::<R>(stream, conn, &mut await_input, &mut extra_reads, cx) {
+                    let mut reads = 0;
+                    match poll_step::<R>(stream, conn, &mut await_input, &mut reads, cx) {
                         Poll::Ready(Ok(progress)) => {
                             // Input read or replies written: either way the
                             // peer is there, so a client that reads slowly what
@@ -175,7 +175,7 @@ async fn pump<R: Runtime>(
                             }
                             // Each read counts, so reading on before a
                             // write does not lengthen a turn.
-                            budget = budget.saturating_sub(1 + extra_reads);
+                            budget = budget.saturating_sub(reads.max(1));
                             if budget == 0 {
                                 budget = TURN_BUDGET;
                                 return Poll::Ready(Event::Spent);
@@ -237,8 +237,8 @@ async fn pump<R: Runtime>(
 /// Returns `Ready` with whether bytes moved either way (not merely an
 /// interrupted call) once anything moved, so the caller looks at the
 /// connection again; `Pending` once every wanted direction would block,
-/// with the task's waker registered for each. `extra_reads` says how many
-/// reads the step made past its first, for the turn's budget.
+/// with the task's waker registered for each. `reads` counts the reads the
+/// step made, for the turn's budget.
 ///
 /// Waiting for either direction, not one then the other, is what keeps a
 /// client that writes a lot before it reads from deadlocking against us;
@@ -254,7 +254,7 @@ fn poll_step<R: Runtime>(
     stream: &mut R::Stream,
     conn: &mut Connection,
     await_input: &mut bool,
-    extra_reads: &mut u32,
+    reads: &mut u32,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<bool>> {
     let mut moved = false;
@@ -269,10 +269,8 @@ fn poll_step<R: Runtime>(
     // A read that filled its buffer most likely left more behind (a client
     // with many messages in flight): read on, up to READS_BEFORE_WRITE
     // reads, so that one write answers them all instead of one write each.
-    let mut reads = 0;
-    while reads < READS_BEFORE_WRITE && conn.wants_read() && !*await_input {
-        *extra_reads = reads;
-        reads += 1;
+    while *reads < READS_BEFORE_WRITE && conn.wants_read() && !*await_input {
+        *reads += 1;
         let limit = conn.read_limit();
         let read = with_read_buffer(limit, |buf| {
             R::poll_read(stream, cx, buf).map_ok(|n| {
