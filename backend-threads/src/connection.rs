@@ -42,14 +42,16 @@ pub(crate) fn run(
     signal: &ShutdownSignal,
 ) {
     configure(&socket.stream, &conn, idle);
-    let mut buf = vec![0; conn.read_buffer_len()];
+    // In `got` mode reads land in the connection's own output buffer (see
+    // `read`), and this one is only sized if a linger needs it.
+    let mut buf = Vec::new();
     serve(&socket, &mut conn, &mut buf, signal);
     // Send the FIN now rather than when the last handle is dropped: the
     // acceptor may hold one for a moment during shutdown. After a failure
     // this fails too, which changes nothing.
     let _ = socket.stream.shutdown(Shutdown::Write);
     if let (true, Some(deadline)) = (conn.lingers(), signal.deadline()) {
-        linger(&socket.stream, &mut buf, deadline);
+        linger(&socket.stream, scratch(&mut buf, conn.read_buffer_len()), deadline);
     }
     drop(socket);
     // Counts and logs the close, once the socket is closed.
@@ -90,7 +92,7 @@ fn configure(stream: &TcpStream, conn: &Connection, idle: Option<Duration>) {
 /// timeout and shutdown's deadline still end it. A client that reads while
 /// it writes, as the conformance suite's slow reader does, always frees
 /// room for the blocked write eventually.
-fn serve(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &ShutdownSignal) {
+fn serve(socket: &Socket, conn: &mut Connection, buf: &mut Vec<u8>, signal: &ShutdownSignal) {
     while !conn.is_finished() {
         if signal.is_triggered() {
             // Answer what was already read, but read nothing more.
@@ -109,7 +111,7 @@ fn serve(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &Shutdo
 /// with many messages in flight). Asking the kernel what is waiting is
 /// what keeps the extra reads from blocking. Returns how many reads it
 /// made.
-fn read_on(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &ShutdownSignal) -> u32 {
+fn read_on(socket: &Socket, conn: &mut Connection, buf: &mut Vec<u8>, signal: &ShutdownSignal) -> u32 {
     let mut reads = 0;
     while reads < READS_BEFORE_WRITE && conn.wants_read() {
         reads += 1;
@@ -122,8 +124,15 @@ fn read_on(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &Shut
 }
 
 /// One blocking read, its outcome handed to `conn`; whether it filled the
-/// buffer.
-fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &ShutdownSignal) -> bool {
+/// room it was given.
+///
+/// In `got` mode the read lands straight in the connection's output
+/// buffer, after its reply's prefix ([`Connection::read_space`]), as a
+/// bare server reads into the buffer it writes from: with hundreds of
+/// threads each waking with cold caches, copying each read from a buffer
+/// of the thread's into the output buffer costs a cache miss per message.
+/// In the other modes it reads into `buf`, sized on first use.
+fn read(socket: &Socket, conn: &mut Connection, buf: &mut Vec<u8>, signal: &ShutdownSignal) -> bool {
     // Shutdown wakes a thread blocked in read only if it is marked reading,
     // so the mark comes first; once shutdown has begun the gate stays shut,
     // and this thread only drains.
@@ -131,8 +140,14 @@ fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &Shutdow
         conn.drain();
         return false;
     }
-    let limit = conn.read_limit().min(buf.len());
-    let result = (&socket.stream).read(&mut buf[..limit]);
+    let (limit, result, in_place) = match conn.read_space() {
+        Some(room) => (room.len(), (&socket.stream).read(room), true),
+        None => {
+            let limit = conn.read_limit();
+            let room = &mut scratch(buf, conn.read_buffer_len())[..limit];
+            (limit, (&socket.stream).read(room), false)
+        }
+    };
     socket.gate.leave();
     let full = matches!(result, Ok(n) if n == limit);
     match result {
@@ -140,6 +155,7 @@ fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &Shutdow
         // reading, which is not the peer's end of input: drain, so that
         // `line` mode does not answer a partial line as if it were whole.
         Ok(0) if signal.is_triggered() => conn.drain(),
+        Ok(n) if in_place => conn.received_in_place(n),
         Ok(n) => conn.received(&buf[..n]),
         // A signal arrived during the call: nothing failed, read again.
         Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -150,6 +166,14 @@ fn read(socket: &Socket, conn: &mut Connection, buf: &mut [u8], signal: &Shutdow
         Err(err) => conn.abort(CloseReason::Error(err.kind())),
     }
     full
+}
+
+/// `buf`, grown to `len` bytes if it is shorter.
+fn scratch(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    buf
 }
 
 /// Writes every pending reply byte, continuing partial writes, unless the

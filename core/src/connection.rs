@@ -185,7 +185,7 @@ impl Connection {
     /// The reply bytes this connection may queue now: under its watermark,
     /// and within [`Connection::budget_room`].
     fn room(&self) -> usize {
-        let pending = self.session.pending().len();
+        let pending = self.session.pending_len();
         self.high_watermark.saturating_sub(pending).min(self.budget_room())
     }
 
@@ -193,7 +193,7 @@ impl Connection {
     /// the budget's room plus its own buffer's spare capacity (already
     /// counted), or its floor when nothing is pending.
     fn budget_room(&self) -> usize {
-        let pending = self.session.pending().len();
+        let pending = self.session.pending_len();
         let room = self.stats.budget().room(self.max_buffered) + self.accounted.saturating_sub(pending);
         if pending == 0 { room.max(FLOOR) } else { room }
     }
@@ -234,7 +234,7 @@ impl Connection {
     pub fn waits_for_budget(&self) -> bool {
         !self.read_closed
             && !self.paused
-            && !self.session.pending().is_empty()
+            && self.session.pending_len() != 0
             && self.fits(self.budget_room()) == 0
     }
 
@@ -274,7 +274,7 @@ impl Connection {
 
     /// Whether there are reply bytes waiting to be written.
     pub fn wants_write(&self) -> bool {
-        !self.session.pending().is_empty()
+        self.session.pending_len() != 0
     }
 
     /// The peer closed its side (or we stopped reading) and every reply was
@@ -294,21 +294,64 @@ impl Connection {
     /// Hands over bytes read; an empty slice means the peer closed its side.
     pub fn received(&mut self, data: &[u8]) {
         if data.is_empty() {
-            self.session.finish();
-            self.account();
-            self.read_closed = true;
-            self.reason.get_or_insert(CloseReason::PeerClosed);
-            return;
+            return self.closed_input();
         }
-        self.bytes_in += data.len() as u64;
-        self.stats.record_in(data.len());
         self.session.receive(data);
+        self.took(data.len());
+    }
+
+    /// In `got` mode, where one read is one reply, room for the next read
+    /// ([`Connection::read_limit`] bytes) straight in the output buffer,
+    /// after its reply's prefix: the bytes read are then the reply, never
+    /// copied. `None` in the other modes, where a backend reads into a
+    /// buffer of its own and calls [`Connection::received`].
+    ///
+    /// Hand the count read to [`Connection::received_in_place`] (zero at
+    /// end of input); after a failed read, nothing. A backend that keeps a
+    /// read buffer per connection anyway (a thread per connection) saves
+    /// the copy and the buffer; one that shares a buffer between
+    /// connections would make every idle connection hold a read's worth.
+    pub fn read_space(&mut self) -> Option<&mut [u8]> {
+        if self.session.mode() != Mode::Got {
+            return None;
+        }
+        let limit = self.read_limit();
+        // The room is memory held for replies: counted like the rest of
+        // the buffer, before it is handed out (the budget allows for it:
+        // see `read_limit`).
+        self.session.prepare_read(limit);
+        self.account();
+        self.session.read_space(limit)
+    }
+
+    /// Hands over `n` bytes read into [`Connection::read_space`]; zero
+    /// means the peer closed its side.
+    pub fn received_in_place(&mut self, n: usize) {
+        if n == 0 {
+            return self.closed_input();
+        }
+        self.session.commit_read(n);
+        self.took(n);
+    }
+
+    /// End of input: the session answers what it still holds.
+    fn closed_input(&mut self) {
+        self.session.finish();
+        self.account();
+        self.read_closed = true;
+        self.reason.get_or_insert(CloseReason::PeerClosed);
+    }
+
+    /// Counts `n` bytes read, whose reply the session has queued.
+    fn took(&mut self, n: usize) {
+        self.bytes_in += n as u64;
+        self.stats.record_in(n);
         self.account();
         // Only reply bytes count: they are what a client that does not read
         // makes pile up. A partial line is capped at `max_line` by the
         // session itself, and must not pause reading, or a long line could
         // never be completed once the replies before it are written.
-        if self.session.pending().len() > self.high_watermark {
+        if self.session.pending_len() > self.high_watermark {
             self.paused = true;
         }
     }
@@ -323,7 +366,7 @@ impl Connection {
         // replies to queue, so the buffer is given back instead; buffers
         // kept idle are then never more than about half the budget. (The
         // usual case, every benchmark's, keeps it.)
-        if self.session.pending().is_empty()
+        if self.session.pending_len() == 0
             && self.accounted > SMALL_BUFFER
             && self.stats.budget().used() > self.max_buffered / 2
         {
@@ -332,7 +375,7 @@ impl Connection {
         }
         self.bytes_out += n as u64;
         self.stats.record_out(n);
-        if self.paused && self.session.pending().len() <= self.low_watermark {
+        if self.paused && self.session.pending_len() <= self.low_watermark {
             self.paused = false;
         }
     }
@@ -390,7 +433,7 @@ impl Connection {
         self.aborted = true;
         // Nothing pending can be delivered any more; dropping it makes
         // `is_finished` true so the backend closes the socket.
-        let n = self.session.pending().len();
+        let n = self.session.pending_len();
         self.session.advance(n);
         self.session.release_buffer();
         self.account();
@@ -460,6 +503,37 @@ mod tests {
         }
         let s = stats.snapshot();
         assert_eq!((s.accepted, s.active, s.closed, s.bytes_in, s.bytes_out, s.errors), (1, 0, 1, 5, 9, 0));
+    }
+
+    #[test]
+    fn a_read_in_place_is_answered_counted_and_budgeted() {
+        let stats = Arc::new(Stats::default());
+        let mut conn = Connection::admit(peer(), &config(Mode::Got), &stats).unwrap();
+        let limit = conn.read_limit();
+        let room = conn.read_space().expect("got mode reads in place");
+        assert_eq!(room.len(), limit);
+        room[..5].copy_from_slice(b"Hello");
+        conn.received_in_place(5);
+        assert_eq!(conn.pending(), b"GOT:Hello");
+        assert_eq!(stats.budget().used(), conn.session.capacity(), "the room is memory held: counted");
+        conn.wrote(9);
+        // The next read reuses the same room.
+        let capacity = conn.session.capacity();
+        conn.read_space().unwrap()[..2].copy_from_slice(b"hi");
+        conn.received_in_place(2);
+        assert_eq!((conn.pending(), conn.session.capacity()), (&b"GOT:hi"[..], capacity));
+        conn.wrote(6);
+        conn.read_space().unwrap();
+        conn.received_in_place(0);
+        assert!(conn.is_finished(), "zero bytes read is end of input");
+        drop(conn);
+        let s = stats.snapshot();
+        assert_eq!((s.bytes_in, s.bytes_out, s.closed), (7, 15, 1));
+        assert_eq!(stats.budget().used(), 0);
+        for mode in [Mode::Line, Mode::Raw] {
+            let mut conn = Connection::admit(peer(), &config(mode), &stats).unwrap();
+            assert!(conn.read_space().is_none(), "{mode:?} reads into the backend's buffer");
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod connection;
 pub mod linger;
 pub mod listener;
 pub mod protocol;
+mod replies;
 pub mod runtime;
 pub mod stats;
 pub mod sys;

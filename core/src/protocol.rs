@@ -5,12 +5,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::replies::Replies;
+
 /// The prefix the seed puts before every reply: `b'GOT:' + data`.
 pub const PREFIX: &[u8] = b"GOT:";
-
-/// The output buffer capacity a session keeps once every reply is sent;
-/// more than twice this is given back.
-const KEPT_CAPACITY: usize = 64 * 1024;
 
 /// The seed's `recv(1000)`: the largest piece answered at once in `got` mode.
 pub const DEFAULT_READ_SIZE: usize = 1000;
@@ -94,11 +92,8 @@ pub struct Session {
     /// The start of a line whose `\n` has not arrived yet (`line` mode only);
     /// never longer than `max_line`.
     line: Vec<u8>,
-    /// Reply bytes; those before `sent` were already handed to the socket.
-    out: Vec<u8>,
-    /// How much of `out` has been written. Kept as an offset so a partial
-    /// write costs no copy; `out` is compacted once most of it is sent.
-    sent: usize,
+    /// Reply bytes not yet written, and room for more.
+    out: Replies,
 }
 
 impl Session {
@@ -110,8 +105,7 @@ impl Session {
             read_size: read_size.max(1),
             max_line: max_line.max(1),
             line: Vec::new(),
-            out: Vec::new(),
-            sent: 0,
+            out: Replies::default(),
         }
     }
 
@@ -122,17 +116,11 @@ impl Session {
 
     /// Takes bytes read from the peer and queues their reply.
     pub fn receive(&mut self, input: &[u8]) {
-        // Reuse the room of replies already sent rather than grow the
-        // buffer past them: moving what is pending costs no more than the
-        // copy a reallocation makes, and the buffer stays the size of what
-        // is pending (which the watermarks and the server's budget bound),
-        // not that plus up to 64 KiB already sent.
-        if self.sent > 0 && self.out.len() + input.len() > self.out.capacity() {
-            self.out.drain(..self.sent);
-            self.sent = 0;
-        }
         match self.mode {
-            Mode::Raw => self.out.extend_from_slice(input),
+            Mode::Raw => {
+                self.out.reserve(input.len());
+                self.out.push(input);
+            }
             // A read larger than `read_size` is answered as several reads
             // would have been, so a backend may read with a larger buffer.
             // The usual case, one read of 1..=`read_size` bytes: one
@@ -140,13 +128,14 @@ impl Session {
             // (Nothing read, nothing answered: that is the loop below.)
             Mode::Got if !input.is_empty() && input.len() <= self.read_size => {
                 self.out.reserve(PREFIX.len() + input.len());
-                self.out.extend_from_slice(PREFIX);
-                self.out.extend_from_slice(input);
+                self.out.push(PREFIX);
+                self.out.push(input);
             }
             Mode::Got => {
+                self.out.reserve(input.len());
                 for piece in input.chunks(self.read_size) {
-                    self.out.extend_from_slice(PREFIX);
-                    self.out.extend_from_slice(piece);
+                    self.out.push(PREFIX);
+                    self.out.push(piece);
                 }
             }
             Mode::Line => self.receive_lines(input),
@@ -154,6 +143,9 @@ impl Session {
     }
 
     fn receive_lines(&mut self, mut rest: &[u8]) {
+        // Not `reserve`: most of the input may be a partial line, which
+        // goes to `line`, not to the replies.
+        self.out.reuse_sent(rest.len());
         while !rest.is_empty() {
             let room = self.max_line - self.line.len();
             let window = &rest[..rest.len().min(room)];
@@ -178,9 +170,9 @@ impl Session {
 
     /// Answers the buffered start of a line followed by `tail`.
     fn emit_line(&mut self, tail: &[u8]) {
-        self.out.extend_from_slice(PREFIX);
-        self.out.extend_from_slice(&self.line);
-        self.out.extend_from_slice(tail);
+        self.out.push(PREFIX);
+        self.out.push(&self.line);
+        self.out.push(tail);
         self.line.clear();
     }
 
@@ -192,32 +184,74 @@ impl Session {
     }
 
     /// Reply bytes not yet written.
+    #[inline]
     pub fn pending(&self) -> &[u8] {
-        &self.out[self.sent..]
+        self.out.pending()
+    }
+
+    /// How many reply bytes are waiting to be written:
+    /// [`Session::pending`]'s length, the cheaper way.
+    #[inline]
+    pub fn pending_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// In `got` mode, where one read is one reply, room for a read of up to
+    /// `len` bytes straight into the output buffer, right after its reply's
+    /// prefix, so that the bytes read are never copied; `None` in the other
+    /// modes. Hand the count read to [`Session::commit_read`]; after a
+    /// failed read, do nothing.
+    ///
+    /// ```
+    /// use echo_core::protocol::{Mode, Session};
+    ///
+    /// let mut session = Session::new(Mode::Got, 1000, 64 * 1024);
+    /// let room = session.read_space(1000).expect("got mode");
+    /// room[..5].copy_from_slice(b"Hello"); // what a read would do
+    /// session.commit_read(5);
+    /// assert_eq!(session.pending(), b"GOT:Hello");
+    /// ```
+    #[inline]
+    pub fn read_space(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.mode != Mode::Got {
+            return None;
+        }
+        let room = self.out.spare(PREFIX.len() + len.min(self.read_size));
+        let (prefix, room) = room.split_at_mut(PREFIX.len());
+        prefix.copy_from_slice(PREFIX);
+        Some(room)
+    }
+
+    /// Makes [`Session::read_space`]'s room for `len` bytes ready, growing
+    /// the output buffer if it must, so that asking for it next neither
+    /// grows nor moves anything: what lets a caller count the buffer's
+    /// new size before it lends the room out.
+    #[inline]
+    pub fn prepare_read(&mut self, len: usize) {
+        if self.mode == Mode::Got {
+            self.out.prepare(PREFIX.len() + len.min(self.read_size));
+        }
+    }
+
+    /// Queues the reply to a read of `n` bytes into [`Session::read_space`]
+    /// (nothing for `n == 0`: end of input is [`Session::finish`]).
+    ///
+    /// # Panics
+    /// If `n` is more than the room that was given: a backend bug.
+    #[inline]
+    pub fn commit_read(&mut self, n: usize) {
+        if n > 0 {
+            self.out.commit(PREFIX.len() + n);
+        }
     }
 
     /// Records that the first `n` bytes of [`Session::pending`] were written.
     ///
     /// # Panics
     /// If `n` is more than is pending: a backend bug, not a peer's doing.
+    #[inline]
     pub fn advance(&mut self, n: usize) {
-        assert!(n <= self.pending().len(), "advanced past the pending reply");
-        self.sent += n;
-        if self.sent == self.out.len() {
-            self.out.clear();
-            self.sent = 0;
-            // A burst (a flood of short lines, a client that read nothing
-            // for a while) may have grown the buffer far past what steady
-            // traffic needs; give that memory back once it is all sent.
-            if self.out.capacity() > 2 * KEPT_CAPACITY {
-                self.out.shrink_to(KEPT_CAPACITY);
-            }
-        } else if self.sent >= 64 * 1024 && self.sent * 2 >= self.out.len() {
-            // Most of the buffer is already sent: move the rest to the front
-            // so a peer that reads slowly does not make the buffer grow.
-            self.out.drain(..self.sent);
-            self.sent = 0;
-        }
+        self.out.advance(n);
     }
 
     /// The output buffer's capacity: the memory it holds for replies.
@@ -228,15 +262,12 @@ impl Session {
     /// Gives the output buffer's memory back if nothing is pending, instead
     /// of keeping up to 128 KiB of it for the next burst.
     pub fn release_buffer(&mut self) {
-        if self.pending().is_empty() {
-            self.out = Vec::new();
-            self.sent = 0;
-        }
+        self.out.release();
     }
 
     /// Bytes buffered for this connection: pending replies and a partial line.
     pub fn buffered(&self) -> usize {
-        self.pending().len() + self.line.len()
+        self.out.len() + self.line.len()
     }
 }
 
@@ -300,6 +331,12 @@ mod tests {
         for mode in Mode::ALL {
             assert!(reply(mode, 1000, 64, b"", &[]).is_empty(), "{mode}");
         }
+    }
+
+    #[test]
+    fn only_got_mode_reads_in_place() {
+        assert!(Session::new(Mode::Line, 1000, 64).read_space(1000).is_none());
+        assert!(Session::new(Mode::Raw, 1000, 64).read_space(1000).is_none());
     }
 
     #[test]
@@ -372,6 +409,35 @@ mod tests {
             for piece in &pieces[..pieces.len().saturating_sub(1)] {
                 prop_assert!(piece.ends_with(b"\n") || piece.len() == max_line);
             }
+        }
+
+        /// Reads that land in the reply buffer ([`Session::read_space`])
+        /// are answered exactly as reads handed over by copy, whatever the
+        /// read sizes and however much of the reply each write takes.
+        #[test]
+        fn reads_in_place_answer_as_copied_ones(
+            reads in proptest::collection::vec((1usize..1200, any::<u8>(), 0usize..3000), 1..40),
+            read_size in 1usize..1200,
+        ) {
+            let mut copied = Session::new(Mode::Got, read_size, 64);
+            let mut in_place = Session::new(Mode::Got, read_size, 64);
+            let (mut out_copied, mut out_in_place) = (Vec::new(), Vec::new());
+            for (len, byte, write) in reads {
+                let room = in_place.read_space(len).expect("got mode");
+                let n = room.len();
+                prop_assert_eq!(n, len.min(read_size));
+                room.fill(byte);
+                in_place.commit_read(n);
+                copied.receive(&vec![byte; n]);
+                for (session, out) in [(&mut copied, &mut out_copied), (&mut in_place, &mut out_in_place)] {
+                    let n = write.min(session.pending().len());
+                    out.extend_from_slice(&session.pending()[..n]);
+                    session.advance(n);
+                }
+            }
+            out_copied.extend_from_slice(copied.pending());
+            out_in_place.extend_from_slice(in_place.pending());
+            prop_assert_eq!(out_copied, out_in_place);
         }
 
         #[test]
