@@ -88,7 +88,8 @@ impl Replies {
 
     /// `len` bytes of room right after the pending replies, to be filled
     /// and then queued with [`Replies::commit`]. Zeroed only where the
-    /// buffer was never written before.
+    /// buffer holds nothing written yet: the first time, and after it grew
+    /// or moved its replies to the front (rare once traffic is steady).
     #[inline]
     pub(crate) fn spare(&mut self, len: usize) -> &mut [u8] {
         self.prepare(len);
@@ -105,7 +106,8 @@ impl Replies {
         }
     }
 
-    /// The rare part of [`Replies::prepare`]: the room was never written.
+    /// The rare part of [`Replies::prepare`]: the room holds nothing
+    /// written yet.
     #[cold]
     #[inline(never)]
     fn grow(&mut self, len: usize) {
