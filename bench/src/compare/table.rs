@@ -150,7 +150,8 @@ fn preamble(settings: &Settings, summaries: &[CellSummary]) -> String {
             text,
             " {disturbed} run{} cost more than {}% above the cheapest run of {} cell (server and client CPU \
              per round trip together), were taken as disturbed by other load on the machine and were left \
-             out and made again; results.json keeps them.",
+             out and made again (as is a server reading under half its cell's median: a failed reading, \
+             never the cheapest); results.json keeps them.",
             if disturbed == 1 { "" } else { "s" },
             settings.tolerance * 100.0,
             if disturbed == 1 { "its" } else { "their" },
