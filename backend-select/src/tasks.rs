@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use echo_core::connection::READS_BEFORE_WRITE;
 use echo_core::{
     AcceptBackoff, CloseReason, Connection, Discarded, Interest, Linger, LingerStep, ServerConfig,
     ShutdownSignal, Stats, discard_input,
@@ -22,11 +23,6 @@ use crate::sys::{self, WakePipe};
 /// accepts) before it yields. Without a limit a client that never pauses
 /// would keep its task running, and every parked task waiting, for ever.
 const TURN_BUDGET: u32 = 16;
-
-/// Full reads in a row a step may make before the next step writes what
-/// they answered (16 reads of `got` mode's 1,000 bytes; in the other modes
-/// the high watermark stops them first).
-const READS_BEFORE_WRITE: u32 = 16;
 
 /// How often, at most, refusals of descriptors select(2) cannot watch are
 /// logged; a burst of them would otherwise flood the log.

@@ -8,14 +8,10 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use echo_core::connection::READS_BEFORE_WRITE;
 use echo_core::{CloseReason, Connection, Linger, LingerStep, ShutdownSignal};
 
 use crate::shutdown::ReadGate;
-
-/// Full reads in a row before the write that answers them (16 of `got`
-/// mode's 1,000 bytes; in the other modes the high watermark stops them
-/// first).
-const READS_BEFORE_WRITE: u32 = 16;
 
 /// A connection's socket, shared with the acceptor so that shutdown can
 /// wake the thread blocked on it.

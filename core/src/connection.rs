@@ -20,6 +20,16 @@ const SMALL_BUFFER: usize = 4 * 1024;
 /// reads are `read_size` bytes, as in the seed, so each read is one reply.
 pub const READ_BUFFER: usize = 64 * 1024;
 
+/// Full reads in a row a backend may make before it writes what they
+/// answered: a read that fills its buffer most likely left more behind (a
+/// client with many messages in flight), and one write answering them all
+/// costs far less than one write each. 16 reads of `got` mode's 1,000
+/// bytes, or of up to 64 KiB in the other modes, where the high watermark
+/// stops them first: each read still counts against the connection's
+/// watermarks and the server's budget, which [`Connection::wants_read`]
+/// checks before every one.
+pub const READS_BEFORE_WRITE: u32 = 16;
+
 /// Why a connection ended, for its close log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {

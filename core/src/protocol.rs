@@ -213,10 +213,7 @@ impl Session {
     /// ```
     #[inline]
     pub fn read_space(&mut self, len: usize) -> Option<&mut [u8]> {
-        if self.mode != Mode::Got {
-            return None;
-        }
-        let room = self.out.spare(PREFIX.len() + len.min(self.read_size));
+        let room = self.out.spare(self.read_room(len)?);
         let (prefix, room) = room.split_at_mut(PREFIX.len());
         prefix.copy_from_slice(PREFIX);
         Some(room)
@@ -228,9 +225,16 @@ impl Session {
     /// new size before it lends the room out.
     #[inline]
     pub fn prepare_read(&mut self, len: usize) {
-        if self.mode == Mode::Got {
-            self.out.prepare(PREFIX.len() + len.min(self.read_size));
+        if let Some(room) = self.read_room(len) {
+            self.out.prepare(room);
         }
+    }
+
+    /// The output buffer room a read of up to `len` bytes in place takes,
+    /// prefix included; `None` outside `got` mode.
+    #[inline]
+    fn read_room(&self, len: usize) -> Option<usize> {
+        (self.mode == Mode::Got).then(|| PREFIX.len() + len.min(self.read_size))
     }
 
     /// Queues the reply to a read of `n` bytes into [`Session::read_space`]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{Runtime, race};
 use crate::buffer::with_read_buffer;
-use crate::connection::READ_BUFFER;
+use crate::connection::{READ_BUFFER, READS_BEFORE_WRITE};
 use crate::{CloseReason, Connection, Linger, LingerStep, ShutdownSignal, TaskToken};
 
 /// Steps (a read and a write, or either) a connection may take in a row
@@ -20,13 +20,6 @@ use crate::{CloseReason, Connection, Linger, LingerStep, ShutdownSignal, TaskTok
 /// Runtimes' own budgets do not cover it: one runtime's cooperative budget
 /// is not spent by every socket call, and some executors have none.
 const TURN_BUDGET: u32 = 32;
-
-/// Full reads in a row a step may make before it writes what they
-/// answered: 16 reads of `got` mode's 1,000 bytes, or of up to 64 KiB in
-/// the other modes (the high watermark stops them first). Each read still
-/// counts against the connection's output watermarks and the server's
-/// budget, which [`Connection::wants_read`] checks before every one.
-const READS_BEFORE_WRITE: u32 = 16;
 
 /// Serves `conn` on `stream` until the peer is done, the connection fails or
 /// idles out, or the server shuts down; then closes the socket.
