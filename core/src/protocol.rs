@@ -82,18 +82,23 @@ impl FromStr for Mode {
 /// session.finish(); // end of input answers the unterminated tail
 /// assert_eq!(session.pending(), b"GOT:Wor");
 /// ```
+///
+/// `repr(C)` keeps the fields in the order written: what every reply uses
+/// first, what only `line` mode uses last (see [`Connection`](crate::Connection)
+/// for why the order matters).
 #[derive(Debug)]
+#[repr(C)]
 pub struct Session {
-    mode: Mode,
+    /// Reply bytes not yet written, and room for more.
+    out: Replies,
     /// Largest piece answered at once in `got` mode.
     read_size: usize,
+    mode: Mode,
     /// Longest line answered whole in `line` mode.
     max_line: usize,
     /// The start of a line whose `\n` has not arrived yet (`line` mode only);
     /// never longer than `max_line`.
     line: Vec<u8>,
-    /// Reply bytes not yet written, and room for more.
-    out: Replies,
 }
 
 impl Session {
