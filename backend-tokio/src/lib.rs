@@ -8,7 +8,10 @@
 //! [`Server::shutdown`](echo_core::Server::shutdown) returns. Each connection is
 //! a task running core's one connection loop ([`echo_core::runtime`]),
 //! shared with async-std and smol: this crate only builds the runtime and
-//! adapts it to that loop (readiness, timers, spawn, yield).
+//! adapts it to that loop (readiness, timers, spawn, yield). Sockets are
+//! registered with tokio's reactor as [`AsyncFd`](tokio::io::unix::AsyncFd)s
+//! and read and written with system calls of their own, not glibc's, which
+//! in a process of several threads cost every call more (see `runtime.rs`).
 //!
 //! What it does not do: bind (core's [`echo_core::bind`] does, once for every
 //! backend), parse a command line, or install signal handlers; the caller
@@ -35,7 +38,9 @@
 //! server.shutdown(Duration::from_secs(1));
 //! # Ok::<(), std::io::Error>(())
 //! ```
-#![forbid(unsafe_code)]
+// One `unsafe` call, registering a socket with tokio's reactor (see
+// `runtime::register`); nothing else may use it.
+#![deny(unsafe_code)]
 
 mod runtime;
 mod server;
