@@ -319,6 +319,35 @@ impl Connection {
         self.took(data.len());
     }
 
+    /// Whether the backend may answer the next read itself, from its own
+    /// buffer, and report it with [`Connection::answered`] instead of
+    /// [`Connection::received`]: in `got` mode with no reply pending, where
+    /// a read (never longer than [`Connection::read_limit`], so never more
+    /// than one piece) is answered by `GOT:` and the bytes read, with
+    /// nothing queued ahead of it. Written at once from the buffer it was
+    /// read into, the reply is never copied into this connection's own
+    /// buffer, which a round trip then does not touch at all.
+    #[inline]
+    pub fn answers_directly(&self) -> bool {
+        self.session.mode() == Mode::Got && self.session.pending_len() == 0
+    }
+
+    /// Reports a read answered by the backend itself (see
+    /// [`Connection::answers_directly`]): `reply` is `GOT:` and the bytes
+    /// read, of which the backend wrote the first `written` (0 if its write
+    /// would block or failed). Counts both, and queues what was not
+    /// written, to be written as any pending reply is.
+    pub fn answered(&mut self, reply: &[u8], written: usize) {
+        debug_assert!(self.answers_directly() && reply.starts_with(PREFIX) && written <= reply.len());
+        debug_assert!(reply.len() > PREFIX.len() && reply.len() - PREFIX.len() <= self.max_read);
+        self.session.queue_unsent(&reply[written..]);
+        self.took(reply.len() - PREFIX.len());
+        if written > 0 {
+            self.bytes_out += written as u64;
+            self.stats.record_out(written);
+        }
+    }
+
     /// In `got` mode, where one read is one reply, room for the next read
     /// ([`Connection::read_limit`] bytes) straight in the output buffer,
     /// after its reply's prefix: the bytes read are then the reply, never
@@ -523,6 +552,32 @@ mod tests {
         }
         let s = stats.snapshot();
         assert_eq!((s.accepted, s.active, s.closed, s.bytes_in, s.bytes_out, s.errors), (1, 0, 1, 5, 9, 0));
+    }
+
+    #[test]
+    fn a_reply_answered_directly_is_counted_and_its_unsent_end_queued() {
+        let stats = Arc::new(Stats::default());
+        let mut conn = Connection::admit(peer(), &config(Mode::Got), &stats).unwrap();
+        assert!(conn.answers_directly());
+        // Written whole: nothing is queued, nothing held in the budget.
+        conn.answered(b"GOT:Hello", 9);
+        assert_eq!((conn.pending(), stats.budget().used()), (&b""[..], 0));
+        // Written in part: the rest is pending, in order, and counted.
+        conn.answered(b"GOT:world", 3);
+        assert_eq!(conn.pending(), b":world");
+        assert!(!conn.answers_directly(), "a reply is pending: the next one queues behind it");
+        assert_eq!(stats.budget().used(), conn.session.capacity());
+        conn.wrote(6);
+        assert!(conn.answers_directly());
+        conn.received(b"");
+        drop(conn);
+        let s = stats.snapshot();
+        assert_eq!((s.bytes_in, s.bytes_out, s.closed), (10, 18, 1));
+        assert_eq!(stats.budget().used(), 0);
+        for mode in [Mode::Line, Mode::Raw] {
+            let conn = Connection::admit(peer(), &config(mode), &stats).unwrap();
+            assert!(!conn.answers_directly(), "{mode:?}: replies are the session's to make");
+        }
     }
 
     #[test]

@@ -201,6 +201,18 @@ impl Session {
         self.out.len()
     }
 
+    /// Queues `tail`, the part of a `got` reply that a backend built and
+    /// wrote itself but not whole (see
+    /// [`Connection::answered`](crate::Connection::answered)). Only while
+    /// nothing is pending, so the reply keeps its place.
+    pub fn queue_unsent(&mut self, tail: &[u8]) {
+        debug_assert!(self.mode == Mode::Got && self.out.len() == 0, "a reply answered out of turn");
+        if !tail.is_empty() {
+            self.out.reserve(tail.len());
+            self.out.push(tail);
+        }
+    }
+
     /// In `got` mode, where one read is one reply, room for a read of up to
     /// `len` bytes straight into the output buffer, right after its reply's
     /// prefix, so that the bytes read are never copied; `None` in the other

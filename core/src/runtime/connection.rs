@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::Runtime;
 use crate::buffer::with_read_buffer;
 use crate::connection::{READ_BUFFER, READS_BEFORE_WRITE};
+use crate::protocol::PREFIX;
 use crate::{CloseReason, Connection, Linger, LingerStep, ShutdownSignal, TaskToken, Triggered};
 
 /// Steps (a read and a write, or either) a connection may take in a row
@@ -334,9 +335,28 @@ impl<'s, R: Runtime> Pump<'s, R> {
         while *reads < READS_BEFORE_WRITE && !self.await_input && conn.wants_read() {
             *reads += 1;
             let limit = conn.read_limit();
-            let read = with_read_buffer(limit, |buf| {
-                R::poll_read(stream, cx, buf).map_ok(|n| {
-                    conn.received(&buf[..n]);
+            let direct = conn.answers_directly();
+            let read = with_read_buffer(PREFIX.len() + limit, |buf| {
+                R::poll_read(stream, cx, &mut buf[PREFIX.len()..]).map_ok(|n| {
+                    // The usual round trip: one short read, one reply, no
+                    // reply pending. Written straight from this buffer,
+                    // after the prefix put in front of the bytes read; a
+                    // write that blocks, fails or falls short leaves the
+                    // rest queued in `conn`, for the write below to retry
+                    // (and report the error). A full read most likely left
+                    // more behind: queued, so that one write answers it and
+                    // the reads after it.
+                    if direct && n > 0 && n < limit {
+                        buf[..PREFIX.len()].copy_from_slice(PREFIX);
+                        let reply = &buf[..PREFIX.len() + n];
+                        let written = match R::poll_write(stream, cx, reply) {
+                            Poll::Ready(Ok(written)) => written,
+                            _ => 0,
+                        };
+                        conn.answered(reply, written);
+                    } else {
+                        conn.received(&buf[PREFIX.len()..PREFIX.len() + n]);
+                    }
                     n
                 })
             });
@@ -538,11 +558,18 @@ mod tests {
         assert_eq!((s.bytes_in, s.bytes_out), (8 * read_size, 8 * (4 + read_size)));
     }
 
-    /// A socket that delivers one message, then nothing, and never takes a
-    /// write: a peer that stopped reading. Its timers fire at once.
-    struct Stuck;
+    thread_local! {
+        /// The most bytes a write of [`OneMessage`] takes: 0 blocks.
+        static TAKES: Cell<usize> = const { Cell::new(0) };
+        /// What writes of [`OneMessage`] took, in order.
+        static WIRE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
 
-    impl Runtime for Stuck {
+    /// A socket that delivers one message, `ping`, then nothing, and takes
+    /// at most [`TAKES`] bytes a write. Its timers fire at once.
+    struct OneMessage;
+
+    impl Runtime for OneMessage {
         type Listener = ();
         type Stream = Busy;
 
@@ -559,8 +586,13 @@ mod tests {
             Poll::Ready(Ok(4))
         }
 
-        fn poll_write(_: &mut Busy, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
-            Poll::Pending
+        fn poll_write(_: &mut Busy, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(TAKES.get());
+            if n == 0 {
+                return Poll::Pending;
+            }
+            WIRE.with_borrow_mut(|wire| wire.extend_from_slice(&buf[..n]));
+            Poll::Ready(Ok(n))
         }
 
         fn poll_readable(_: &mut Busy, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -581,7 +613,7 @@ mod tests {
     #[test]
     fn a_drain_ends_at_its_deadline_when_the_peer_takes_nothing() {
         let (stats, shutdown, tracker) = (Arc::default(), Arc::default(), TaskTracker::default());
-        let mut task = start::<Stuck>(&stats, &shutdown, &tracker);
+        let mut task = start::<OneMessage>(&stats, &shutdown, &tracker);
 
         assert!(poll_once(&mut task).is_pending(), "a reply is owed and the socket takes nothing");
         shutdown.trigger(Duration::from_secs(60));
@@ -591,5 +623,16 @@ mod tests {
         assert_eq!(tracker.live(), 0);
         let s = stats.snapshot();
         assert_eq!((s.closed, s.bytes_in, s.bytes_out), (1, 4, 0));
+    }
+
+    #[test]
+    fn a_reply_written_in_part_from_the_read_buffer_is_finished_from_the_queue() {
+        let (stats, shutdown, tracker) = (Arc::default(), Arc::default(), TaskTracker::default());
+        TAKES.set(3);
+        let mut task = start::<OneMessage>(&stats, &shutdown, &tracker);
+        assert!(poll_once(&mut task).is_pending());
+        assert_eq!(WIRE.with_borrow(|wire| wire.clone()), b"GOT:ping", "the whole reply, once, in order");
+        let s = stats.snapshot();
+        assert_eq!((s.bytes_in, s.bytes_out), (4, 8));
     }
 }
