@@ -41,8 +41,10 @@ import json, sys
 round_trips = json.load(open(sys.argv[1]))['round_trips']
 lines = open(sys.argv[2]).read().split('\n')
 names = [l for l in lines if l.startswith('Ir')][0].split()
-values = [int(v.replace(',', '')) for v in [l for l in lines if 'PROGRAM TOTALS' in l][0].split()
-          if v.replace(',', '').isdigit()]
+# One column per event: a count, with its share in brackets, or '.' for none.
+values = [0 if v == '.' else int(v.replace(',', ''))
+          for v in [l for l in lines if 'PROGRAM TOTALS' in l][0].split('PROGRAM')[0].split()
+          if not v.startswith('(')]
 per = dict(zip(names, (v / round_trips for v in values)))
 line = f"{sys.argv[4]} : {round_trips} round trips over {sys.argv[3]} connections, {per['Ir']:.0f} instructions per round trip"
 if 'D1mr' in per:
