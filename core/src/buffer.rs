@@ -5,9 +5,9 @@
 //! non-blocking syscall made inside a single poll
 //! ([`Runtime::poll_read`](crate::Runtime::poll_read)) and hands the bytes
 //! to the sans-IO [`Connection`](crate::Connection) before the next
-//! `.await`. The buffer is
-//! therefore borrowed for the length of that syscall only, never across an
-//! `.await`; one buffer per runtime thread then serves every connection the
+//! `.await` (in `got` mode, usually by writing the reply straight from the
+//! buffer, in the same poll). The buffer is therefore borrowed for the
+//! length of those system calls only, never across an `.await`; one buffer per runtime thread then serves every connection the
 //! thread runs, and an idle connection costs no buffer at all. It lives here,
 //! not in each backend, because it needs no runtime: a thread-local is all.
 
