@@ -1,6 +1,6 @@
 //! Fuzzes the sans-IO protocol session: any bytes, in any chunking, in any
 //! mode, handed over by copy or (in `got` mode) read straight into the
-//! reply buffer, must give the reply the mode defines, with bounded
+//! reply buffer or answered from the reader's buffer, must give the reply the mode defines, with bounded
 //! buffering and no panic.
 //!
 //! Run with `cargo fuzz run session` from the workspace root (see the
@@ -35,6 +35,17 @@ fuzz_target!(|data: &[u8]| {
                 room.copy_from_slice(piece);
                 session.commit_read(piece.len());
             }
+        } else if mode == Mode::Got
+            && seed & 0x20000 != 0
+            && session.pending().is_empty()
+            && chunk.len() <= read_size
+        {
+            // As the task loop answers a read with nothing pending: the
+            // reply written from the read buffer, in part, the rest queued.
+            let whole = [PREFIX, chunk].concat();
+            let written = (seed >> 20) % (whole.len() + 1);
+            reply.extend_from_slice(&whole[..written]);
+            session.queue_unsent(&whole[written..]);
         } else {
             session.receive(chunk);
         }
