@@ -17,7 +17,7 @@
 //!
 //! What it does not do: bind (core's [`echo_core::bind`] does, once for every
 //! backend), parse a command line, or install signal handlers; the caller
-//! owns the [`Server`](echo_core::Server) handle and decides when to stop.
+//! owns the [`Server`] handle and decides when to stop.
 //! Shutdown wakes every blocked thread (see `shutdown.rs`) rather than
 //! waiting for a peer to send something.
 //!
