@@ -8,8 +8,8 @@
 //! Each thread drives an [`echo_core::Connection`], which holds the protocol,
 //! the output watermarks, the counters and the log lines: this crate only
 //! moves bytes between that state and the socket. Those reads and writes are
-//! system calls of their own (rustix), not glibc's, which costs every call
-//! more in a process of many threads (see `connection.rs`).
+//! system calls of their own, not glibc's, which costs every call more in a
+//! process of many threads ([`echo_core::sys::recv`]).
 //!
 //! Threads are bounded by the connection limit
 //! ([`ServerConfig::max_connections`](echo_core::ServerConfig::max_connections)),

@@ -2,16 +2,9 @@
 //!
 //! Sockets are tokio's [`AsyncFd`]s: tokio's reactor says when a socket is
 //! ready and wakes the task, exactly as for its own `TcpStream`, but the
-//! socket calls themselves go straight to the kernel through [rustix]
-//! rather than through glibc. The server runs on a thread of its own (see
-//! `server.rs`), and in a process with more than one thread glibc wraps
-//! every `recv` and `send` in the switch in and out of asynchronous thread
-//! cancellation, an atomic update on each side of the call. A
-//! single-threaded tokio server never pays that, so the yardstick,
-//! `bare-tokio`, does not either. Measured at 50 connections: 125 fewer
-//! user instructions a round trip (1,540 -> 1,415) and 0.990 (middle half
-//! 0.989-0.998) of the CPU of the same server calling through glibc, both
-//! running side by side (`docs/side-by-side.py`).
+//! socket calls themselves go straight to the kernel
+//! ([`echo_core::sys::recv`], which says why) rather than through glibc:
+//! 125 fewer user instructions a round trip (1,540 -> 1,415).
 
 use std::future::Future;
 use std::io;
@@ -20,8 +13,8 @@ use std::os::fd::AsRawFd;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use echo_core::Runtime;
-use rustix::net::{RecvFlags, SendFlags, SocketFlags};
+use echo_core::{Runtime, sys};
+use rustix::net::SocketFlags;
 use tokio::io::unix::AsyncFd;
 
 /// Spawns on the tokio runtime whose context the caller runs in.
@@ -67,7 +60,7 @@ impl Runtime for Tokio {
         let len = buf.len();
         loop {
             let mut ready = ready!(stream.poll_read_ready(cx))?;
-            let read = ready.try_io(|socket| Ok(rustix::net::recv(socket, &mut *buf, RecvFlags::empty())?.0));
+            let read = ready.try_io(|socket| sys::recv(socket, buf));
             if let Ok(read) = read {
                 if read.as_ref().is_ok_and(|&n| n > 0 && n < len) {
                     ready.clear_ready();
@@ -87,7 +80,7 @@ impl Runtime for Tokio {
     ) -> Poll<io::Result<usize>> {
         loop {
             let mut ready = ready!(stream.poll_write_ready(cx))?;
-            let wrote = ready.try_io(|socket| Ok(rustix::net::send(socket, buf, SendFlags::NOSIGNAL)?));
+            let wrote = ready.try_io(|socket| sys::send(socket, buf));
             if let Ok(wrote) = wrote {
                 if wrote.as_ref().is_ok_and(|&n| n > 0 && n < buf.len()) {
                     ready.clear_ready();

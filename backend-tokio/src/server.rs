@@ -30,7 +30,7 @@ impl Backend for TokioBackend {
         let runtime = build_runtime(config.threads)?;
         let local_addr = listener.local_addr()?;
         // tokio needs a non-blocking socket, registered with this runtime's
-        // reactor, which `AsyncFd::new` does from inside the runtime's context.
+        // reactor, which `register` does from inside the runtime's context.
         listener.set_nonblocking(true)?;
         let listener = {
             let _context = runtime.enter();
